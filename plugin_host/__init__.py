@@ -1,7 +1,32 @@
-"""plugin-host: an asyncio host for infrastructure plugins."""
+"""plugin-host: an asyncio host for infrastructure plugins.
+
+The names below are the public API; see ``shared/design.md`` for the contract.
+"""
 
 from __future__ import annotations
 
 from plugin_host._version import __version__ as __version__
+from plugin_host.registry import PLUGIN_TYPE_CSI_CONTROLLER as PLUGIN_TYPE_CSI_CONTROLLER
+from plugin_host.registry import PLUGIN_TYPE_CSI_NODE as PLUGIN_TYPE_CSI_NODE
+from plugin_host.registry import PLUGIN_TYPE_DEVICE as PLUGIN_TYPE_DEVICE
+from plugin_host.registry import EventType as EventType
+from plugin_host.registry import PluginConnectionInfo as PluginConnectionInfo
+from plugin_host.registry import PluginInfo as PluginInfo
+from plugin_host.registry import PluginUpdateEvent as PluginUpdateEvent
+from plugin_host.registry import Registry as Registry
+from plugin_host.state import MemoryStateStore as MemoryStateStore
+from plugin_host.state import SqliteStateStore as SqliteStateStore
 
-__all__ = ["__version__"]
+__all__ = [
+    "PLUGIN_TYPE_CSI_CONTROLLER",
+    "PLUGIN_TYPE_CSI_NODE",
+    "PLUGIN_TYPE_DEVICE",
+    "EventType",
+    "MemoryStateStore",
+    "PluginConnectionInfo",
+    "PluginInfo",
+    "PluginUpdateEvent",
+    "Registry",
+    "SqliteStateStore",
+    "__version__",
+]

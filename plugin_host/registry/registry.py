@@ -1,0 +1,309 @@
+"""The dynamic plugin registry: Nomad's ``client/dynamicplugins.Registry``, async, durable, with its gaps closed."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from plugin_host.errors import (
+    DispenseError,
+    EventsExpiredError,
+    InvalidPluginError,
+    NoDispenserError,
+    PluginNotFoundError,
+    RegistryClosedError,
+)
+from plugin_host.registry import _validate
+from plugin_host.registry._subscription import Subscriber, Subscription
+from plugin_host.registry.models import EventType, PluginInfo, PluginUpdateEvent
+from plugin_host.state.api import Change, Delete, RegistryStore, StoredPlugin, Upsert
+from plugin_host.state.memory import MemoryStateStore
+
+logger = logging.getLogger(__name__)
+
+Dispenser = Callable[[PluginInfo], Any]
+"""Builds a live client for a registration; may be a plain function or a coroutine function."""
+
+
+class _Done:
+    """An already-finished awaitable, so ``shutdown()`` works with or without ``await``."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+class Registry:
+    """Plugins by type and name, each name holding its registrations newest first.
+
+    Use as ``async with Registry(state=store, dispensers={...}) as registry``. With ``state=None`` everything is
+    kept in memory. Every mutating call returns once the change is committed to the state store; events are
+    published after the commit, in ``seq`` order, to per-subscriber buffers.
+    """
+
+    def __init__(
+        self,
+        state: RegistryStore | None = None,
+        dispensers: Mapping[str, Dispenser] | None = None,
+    ) -> None:
+        self._store: RegistryStore = state if state is not None else MemoryStateStore()
+        self._dispensers: dict[str, Dispenser] = dict(dispensers or {})
+        self._stubs: dict[str, Dispenser] = {}
+        # type -> name -> registrations, newest (largest position) first
+        self._plugins: dict[str, dict[str, list[StoredPlugin]]] = {}
+        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._waiters: dict[tuple[str, str], anyio.Event] = {}
+        self._lock = anyio.Lock()
+        self._seq = 0
+        self._status = "new"
+
+    # --- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._status != "new":
+            raise RegistryClosedError(f"this Registry was already {self._status}; create a new one")
+        snapshot = await self._store.load_registry()
+        for stored in sorted(snapshot.plugins, key=lambda p: p.position, reverse=True):
+            self._plugins.setdefault(stored.info.type, {}).setdefault(stored.info.name, []).append(stored)
+        self._seq = snapshot.last_seq
+        self._status = "open"
+        logger.debug("registry opened with %d registrations, last seq %d", len(snapshot.plugins), self._seq)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> Awaitable[None]:
+        """Stop the registry: every subscription ends, waiters fail, later calls raise RegistryClosedError.
+
+        Takes effect immediately; the returned awaitable is already done (``await registry.shutdown()`` works too).
+        """
+        if self._status != "closed":
+            self._status = "closed"
+            for subscribers in self._subscribers.values():
+                for subscriber in subscribers:
+                    subscriber.close()
+            self._subscribers.clear()
+            for waiter in self._waiters.values():
+                waiter.set()
+            self._waiters.clear()
+        return _Done()
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest event (0 before the first)."""
+        return self._seq
+
+    def _check_open(self) -> None:
+        if self._status == "new":
+            raise RegistryClosedError("the Registry is not open: use `async with Registry(...) as registry`")
+        if self._status == "closed":
+            raise RegistryClosedError("the Registry was shut down and takes no more calls")
+
+    # --- mutations ------------------------------------------------------------------------------------------------
+
+    async def register_plugin(self, info: PluginInfo) -> None:
+        """Register ``info``: a new alloc goes first; the same alloc again replaces it in place (if changed)."""
+        self._check_open()
+        _validate.plugin_info(info)
+        async with self._lock:
+            self._check_open()
+            entries = self._plugins.get(info.type, {}).get(info.name, [])
+            existing = next((e for e in entries if e.info.alloc_id == info.alloc_id), None)
+            if existing is not None and existing.info == info:
+                return
+            seq = self._seq + 1
+            if existing is None:
+                change: Change = Upsert(position=seq, info=info)
+                event_type = EventType.REGISTERED
+            else:
+                change = Upsert(position=existing.position, info=info)
+                event_type = EventType.UPDATED
+            await self._commit(change, PluginUpdateEvent(seq=seq, event_type=event_type, info=info))
+
+    async def deregister_plugin(self, ptype: str, name: str, alloc_id: str) -> None:
+        """Remove the registration of ``alloc_id``; unknown names or allocs are a no-op with no event."""
+        self._check_open()
+        _validate.require("ptype", ptype)
+        _validate.require("name", name)
+        _validate.require("alloc_id", alloc_id)
+        async with self._lock:
+            self._check_open()
+            entries = self._plugins.get(ptype, {}).get(name, [])
+            existing = next((e for e in entries if e.info.alloc_id == alloc_id), None)
+            if existing is None:
+                return
+            event = PluginUpdateEvent(seq=self._seq + 1, event_type=EventType.DEREGISTERED, info=existing.info)
+            await self._commit(Delete(ptype=ptype, name=name, alloc_id=alloc_id), event)
+
+    async def _commit(self, change: Change, event: PluginUpdateEvent) -> None:
+        # Once the store has the change, memory and subscribers must get it too, even if the caller is cancelled.
+        with anyio.CancelScope(shield=True):
+            await self._store.commit(change, event)
+            self._apply(change)
+            self._seq = event.seq
+            self._publish(event)
+
+    def _apply(self, change: Change) -> None:
+        if isinstance(change, Upsert):
+            info = change.info
+            entries = self._plugins.setdefault(info.type, {}).setdefault(info.name, [])
+            for i, entry in enumerate(entries):
+                if entry.info.alloc_id == info.alloc_id:
+                    entries[i] = StoredPlugin(entry.position, info)
+                    return
+            entries.insert(0, StoredPlugin(change.position, info))
+            waiter = self._waiters.pop((info.type, info.name), None)
+            if waiter is not None:
+                waiter.set()
+        else:
+            by_name = self._plugins.get(change.ptype, {})
+            entries = [e for e in by_name.get(change.name, []) if e.info.alloc_id != change.alloc_id]
+            if entries:
+                by_name[change.name] = entries
+            else:
+                by_name.pop(change.name, None)
+
+    def _publish(self, event: PluginUpdateEvent) -> None:
+        subscribers = self._subscribers.get(event.info.type)
+        if not subscribers:
+            return
+        lagged = []
+        for subscriber in subscribers:
+            subscriber.push(event)
+            if subscriber.lagged:
+                lagged.append(subscriber)
+        for subscriber in lagged:
+            subscribers.discard(subscriber)
+            logger.warning(
+                "a subscriber to %r events lagged behind and was dropped at seq %d", event.info.type, event.seq
+            )
+
+    # --- queries --------------------------------------------------------------------------------------------------
+
+    async def list_plugins(self, ptype: str) -> list[PluginInfo]:
+        """The newest registration of every plugin of ``ptype``, sorted by name."""
+        self._check_open()
+        _validate.require("ptype", ptype)
+        by_name = self._plugins.get(ptype, {})
+        return [by_name[name][0].info for name in sorted(by_name) if by_name[name]]
+
+    def plugin_types(self) -> list[str]:
+        """Every plugin type with at least one registration, sorted."""
+        self._check_open()
+        return sorted(t for t, by_name in self._plugins.items() if by_name)
+
+    async def plugin_for_alloc(self, ptype: str, name: str, alloc_id: str) -> PluginInfo:
+        """The registration of ``name`` made by ``alloc_id``, even when it is not the newest."""
+        self._check_open()
+        _validate.require("ptype", ptype)
+        _validate.require("name", name)
+        _validate.require("alloc_id", alloc_id)
+        for entry in self._plugins.get(ptype, {}).get(name, []):
+            if entry.info.alloc_id == alloc_id:
+                return entry.info
+        raise PluginNotFoundError(f"no {ptype!r} plugin {name!r} is registered for alloc {alloc_id!r}")
+
+    def _newest(self, ptype: str, name: str) -> PluginInfo:
+        entries = self._plugins.get(ptype, {}).get(name)
+        if not entries:
+            known = sorted(self._plugins.get(ptype, {}))
+            raise PluginNotFoundError(
+                f"no {ptype!r} plugin named {name!r} is registered (registered {ptype!r} plugins: {known})"
+            )
+        return entries[0].info
+
+    async def wait_for_plugin(self, ptype: str, name: str) -> PluginInfo:
+        """The newest registration of ``name``, waiting for one if there is none. Bound it with anyio.fail_after."""
+        self._check_open()
+        _validate.require("ptype", ptype)
+        _validate.require("name", name)
+        while True:
+            entries = self._plugins.get(ptype, {}).get(name)
+            if entries:
+                return entries[0].info
+            waiter = self._waiters.get((ptype, name))
+            if waiter is None:
+                waiter = self._waiters[(ptype, name)] = anyio.Event()
+            await waiter.wait()
+            self._check_open()
+
+    # --- dispensing -----------------------------------------------------------------------------------------------
+
+    async def dispense_plugin(self, ptype: str, name: str) -> Any:
+        """A live client for the newest registration of ``name``, built by the type's dispenser (or its stub)."""
+        self._check_open()
+        _validate.require("ptype", ptype)
+        _validate.require("name", name)
+        dispenser = self._stubs.get(ptype) or self._dispensers.get(ptype)
+        if dispenser is None:
+            have = sorted(set(self._dispensers) | set(self._stubs))
+            raise NoDispenserError(f"no dispenser for plugin type {ptype!r}; types with a dispenser: {have}")
+        info = self._newest(ptype, name)
+        try:
+            client = dispenser(info)
+            if inspect.isawaitable(client):
+                client = await client
+        except Exception as exc:
+            raise DispenseError(f"dispenser for {ptype!r} failed for plugin {name!r}: {exc!r}") from exc
+        return client
+
+    def stub_dispenser_for_type(self, ptype: str, dispenser: Dispenser | None) -> None:
+        """Override the dispenser of ``ptype`` (tests); ``None`` removes the stub."""
+        _validate.require("ptype", ptype)
+        if dispenser is None:
+            self._stubs.pop(ptype, None)
+        else:
+            self._stubs[ptype] = dispenser
+
+    # --- events ---------------------------------------------------------------------------------------------------
+
+    def subscribe(self, ptype: str, since: int | None = None, buffer: int = 1024) -> Subscription:
+        """Events of ``ptype``: retained ones with ``seq > since`` first (when given), then live ones.
+
+        ``async with registry.subscribe("csi-node") as events: async for event in events: ...``
+        """
+        _validate.require("ptype", ptype)
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            raise InvalidPluginError(f"since must be None or a seq >= 0, got {since!r}")
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise InvalidPluginError(f"buffer must be a positive number of events, got {buffer!r}")
+
+        async def attach() -> Subscriber:
+            self._check_open()
+            async with self._lock:
+                self._check_open()
+                history: list[PluginUpdateEvent] = []
+                if since is not None:
+                    history = await self._history(ptype, since)
+                subscriber = Subscriber(ptype, buffer, history, last_seq=since if since is not None else self._seq)
+                self._subscribers.setdefault(ptype, set()).add(subscriber)
+                return subscriber
+
+        def detach(subscriber: Subscriber) -> None:
+            subscribers = self._subscribers.get(ptype)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+
+        return Subscription(attach, detach)
+
+    async def _history(self, ptype: str, since: int) -> list[PluginUpdateEvent]:
+        if since > self._seq:
+            raise InvalidPluginError(f"since={since} is ahead of the registry's newest event seq {self._seq}")
+        if since == self._seq:
+            return []
+        history = await self._store.events_since(ptype, since)
+        if history.oldest_seq is None or history.oldest_seq > since + 1:
+            raise EventsExpiredError(
+                f"events after seq {since} are no longer retained; the oldest retained seq is"
+                f" {history.oldest_seq}: resubscribe with since=None and re-list the plugins",
+                oldest_seq=history.oldest_seq,
+            )
+        return list(history.events)

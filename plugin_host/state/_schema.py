@@ -1,0 +1,50 @@
+"""The state file's schema and its migrations.
+
+``PRAGMA application_id`` marks the file as ours; ``PRAGMA user_version`` is the schema version. Migration ``n``
+takes a file from version ``n`` to ``n + 1``; they run in one transaction together with the version bump.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+# "PHST" (plugin-host state), stored big-endian in the SQLite header at offset 68.
+APPLICATION_ID = 0x50485354
+SCHEMA_VERSION = 1
+
+
+def _v0_to_v1(db: sqlite_utils.Database) -> None:
+    # One row per registration; position orders registrations of a name (newest = largest), so a change touches
+    # one row instead of rewriting the registry as Nomad's state store does.
+    db["plugins"].create(  # type: ignore[union-attr]
+        {"ptype": str, "name": str, "alloc_id": str, "position": int, "info": str},
+        pk=("ptype", "name", "alloc_id"),
+    )
+    db["events"].create(  # type: ignore[union-attr]
+        {"seq": int, "ptype": str, "event_type": str, "info": str},
+        pk="seq",
+    )
+    db["events"].create_index(["ptype", "seq"], index_name="events_by_type")  # type: ignore[union-attr]
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v0_to_v1,)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def migrate(conn: sqlite3.Connection, current: int) -> None:
+    """Bring a file at schema ``current`` to :data:`SCHEMA_VERSION` atomically (the caller holds no transaction)."""
+    db = sqlite_utils.Database(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in MIGRATIONS[current:]:
+            step(db)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,39 @@
+"""A state store that keeps everything in memory: what ``Registry(state=None)`` uses."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from plugin_host.registry.models import PluginUpdateEvent
+from plugin_host.state.api import Change, EventHistory, RegistrySnapshot, StoredPlugin, Upsert
+
+
+class MemoryStateStore:
+    """Registrations and a bounded event history in memory; nothing survives the process."""
+
+    def __init__(self, *, event_retention: int = 10_000) -> None:
+        if event_retention < 1:
+            raise ValueError(f"event_retention must be at least 1, got {event_retention}")
+        self._plugins: dict[tuple[str, str, str], StoredPlugin] = {}
+        self._events: deque[PluginUpdateEvent] = deque(maxlen=event_retention)
+        self._last_seq = 0
+
+    async def load_registry(self) -> RegistrySnapshot:
+        """Every registration held and the last seq."""
+        return RegistrySnapshot(plugins=list(self._plugins.values()), last_seq=self._last_seq)
+
+    async def commit(self, change: Change, event: PluginUpdateEvent) -> None:
+        """Apply the change and record the event."""
+        if isinstance(change, Upsert):
+            info = change.info
+            self._plugins[(info.type, info.name, info.alloc_id)] = StoredPlugin(change.position, info)
+        else:
+            self._plugins.pop((change.ptype, change.name, change.alloc_id), None)
+        self._events.append(event)
+        self._last_seq = event.seq
+
+    async def events_since(self, ptype: str, since: int) -> EventHistory:
+        """Retained events of ``ptype`` after ``since``."""
+        events = [e for e in self._events if e.seq > since and e.info.type == ptype]
+        oldest = self._events[0].seq if self._events else None
+        return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq)

@@ -1,0 +1,249 @@
+"""The durable state store: one SQLite file (WAL), one transaction per mutation, O(1) work per change."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from plugin_host.errors import StateError, StateVersionError
+from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
+from plugin_host.state._schema import APPLICATION_ID, SCHEMA_VERSION, migrate
+from plugin_host.state.api import Change, EventHistory, RegistrySnapshot, StoredPlugin, Upsert
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_UPSERT = (
+    "INSERT INTO plugins (ptype, name, alloc_id, position, info) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (ptype, name, alloc_id) DO UPDATE SET info = excluded.info"
+)
+
+
+class SqliteStateStore:
+    """The plugin host's state file.
+
+    ``async with SqliteStateStore(path) as store:`` creates the file (mode 0600) and its directory, checks that it
+    is a plugin-host state file of a schema this version understands (without modifying it otherwise), runs the
+    migrations and switches it to WAL. A file lock keeps a second process from opening the same file for writing.
+
+    ``synchronous="full"`` (the default) makes every acknowledged mutation survive a power loss as well as a
+    process kill; ``"normal"`` survives a process kill only, and is faster.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        event_retention: int = 10_000,
+        synchronous: Literal["full", "normal"] = "full",
+    ) -> None:
+        if isinstance(event_retention, bool) or not isinstance(event_retention, int) or event_retention < 1:
+            raise StateError(f"event_retention must be a positive integer, got {event_retention!r}")
+        if synchronous not in ("full", "normal"):
+            raise StateError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        self._path = Path(path)
+        self._retention = event_retention
+        self._synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        # One connection, used by one worker thread at a time.
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @property
+    def path(self) -> Path:
+        """The state file."""
+        return self._path
+
+    @property
+    def event_retention(self) -> int:
+        """How many of the newest events are kept for ``subscribe(since=...)``."""
+        return self._retention
+
+    # --- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._conn is not None:
+            raise StateError(f"state file {str(self._path)!r} is already open by this store")
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._run(self._close)
+
+    def _open(self) -> None:
+        directory = self._path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {str(directory)!r}: {exc.strerror}") from exc
+        if self._path.is_dir():
+            raise StateError(f"state path {str(self._path)!r} is a directory; expected a file")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StateError(
+                f"state directory {str(directory)!r} is not writable; the state file and its WAL live there"
+            )
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the state file {str(self._path)!r} in directory {str(directory)!r}: {exc.strerror}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateError(f"state file {str(self._path)!r} is in use by another process") from None
+        self._lock_fd = fd
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            self._release_lock()
+            raise StateError(f"cannot open the state file {str(self._path)!r}: {exc}") from exc
+        try:
+            version = self._check(conn)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            conn.execute("PRAGMA busy_timeout = 5000")
+            if version < SCHEMA_VERSION:
+                logger.info("migrating state file %s from schema %d to %d", self._path, version, SCHEMA_VERSION)
+                migrate(conn, version)
+        except BaseException:
+            conn.close()
+            self._release_lock()
+            raise
+        self._conn = conn
+
+    def _check(self, conn: sqlite3.Connection) -> int:
+        """Read-only checks: is this our file, and of a schema we understand? Returns its schema version."""
+        where = f"state file {str(self._path)!r}"
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{where} is not a plugin-host state database ({exc})") from exc
+        if app_id == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise StateVersionError(
+                    f"{where} has schema version {version}, newer than the version {SCHEMA_VERSION} this plugin-host"
+                    " understands; upgrade plugin-host",
+                    found=version,
+                    supported=SCHEMA_VERSION,
+                )
+            return int(version)
+        if app_id == 0 and tables == 0:
+            return 0
+        raise StateError(
+            f"{where} is an SQLite database of another application (application_id {app_id:#x}, {tables} schema"
+            f" objects); expected a plugin-host state database (application_id {APPLICATION_ID:#x})"
+        )
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+                self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- registry persistence -------------------------------------------------------------------------------------
+
+    async def load_registry(self) -> RegistrySnapshot:
+        """Every stored registration and the last event seq."""
+        return await self._run(self._load)
+
+    def _load(self) -> RegistrySnapshot:
+        with self._errors("read the registry from"):
+            conn = self._connection()
+            rows = conn.execute("SELECT position, info FROM plugins").fetchall()
+            plugins = [StoredPlugin(position, PluginInfo.model_validate_json(info)) for position, info in rows]
+            return RegistrySnapshot(plugins=plugins, last_seq=self._last_seq(conn))
+
+    async def commit(self, change: Change, event: PluginUpdateEvent) -> None:
+        """Apply ``change`` and append ``event`` in one transaction; durable when this returns."""
+        await self._run(lambda: self._commit(change, event))
+
+    def _commit(self, change: Change, event: PluginUpdateEvent) -> None:
+        with self._errors("write to"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if isinstance(change, Upsert):
+                    info = change.info
+                    conn.execute(
+                        _UPSERT, (info.type, info.name, info.alloc_id, change.position, info.model_dump_json())
+                    )
+                else:
+                    conn.execute(
+                        "DELETE FROM plugins WHERE ptype = ? AND name = ? AND alloc_id = ?",
+                        (change.ptype, change.name, change.alloc_id),
+                    )
+                conn.execute(
+                    "INSERT INTO events (seq, ptype, event_type, info) VALUES (?, ?, ?, ?)",
+                    (event.seq, event.info.type, event.event_type.value, event.info.model_dump_json()),
+                )
+                # Retention: usually deletes exactly one row, through the primary key.
+                conn.execute("DELETE FROM events WHERE seq <= ?", (event.seq - self._retention,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    async def events_since(self, ptype: str, since: int) -> EventHistory:
+        """Retained events of ``ptype`` with ``seq > since``, oldest first."""
+        return await self._run(lambda: self._events_since(ptype, since))
+
+    def _events_since(self, ptype: str, since: int) -> EventHistory:
+        with self._errors("read events from"):
+            conn = self._connection()
+            rows = conn.execute(
+                "SELECT seq, event_type, info FROM events WHERE ptype = ? AND seq > ? ORDER BY seq", (ptype, since)
+            ).fetchall()
+            oldest = conn.execute("SELECT min(seq) FROM events").fetchone()[0]
+            events = [
+                PluginUpdateEvent(seq=seq, event_type=etype, info=PluginInfo.model_validate_json(info))
+                for seq, etype, info in rows
+            ]
+            return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq(conn))
+
+    # --- helpers --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection) -> int:
+        # Retention always keeps the newest event, so max(seq) is the last seq ever issued.
+        return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state file {str(self._path)!r} is not open; use `async with SqliteStateStore(...)`")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot {action} the state file {str(self._path)!r}: {exc}") from exc
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
