@@ -241,6 +241,13 @@ async def test_socket_path_of_exactly_107_bytes_is_accepted() -> None:
 
 
 _ARITY = {"deregister": 3, "plugin_for_alloc": 3, "dispense": 2, "wait": 2, "list": 1}
+_METHOD = {
+    "deregister": "deregister_plugin",
+    "dispense": "dispense_plugin",
+    "plugin_for_alloc": "plugin_for_alloc",
+    "wait": "wait_for_plugin",
+    "list": "list_plugins",
+}
 
 
 @pytest.mark.parametrize(("call", "empty"), [(call, i) for call, arity in _ARITY.items() for i in range(arity)])
@@ -250,13 +257,7 @@ async def test_lookups_reject_empty_arguments(call: str, empty: int) -> None:
     names = ["ptype", "name", "alloc_id"]
     args[empty] = ""
     async with Registry(dispensers={"csi-node": lambda i: i}) as registry:
-        method: Callable[..., Awaitable[object]] = {
-            "deregister": registry.deregister_plugin,
-            "dispense": registry.dispense_plugin,
-            "plugin_for_alloc": registry.plugin_for_alloc,
-            "wait": registry.wait_for_plugin,
-            "list": registry.list_plugins,
-        }[call]
+        method: Callable[..., Awaitable[object]] = getattr(registry, _METHOD[call])
         with pytest.raises(InvalidPluginError, match=f"^{names[empty]} must be a non-empty string, got ''"):
             await method(*args)
 
