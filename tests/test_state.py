@@ -192,3 +192,26 @@ def test_event_retention_must_be_a_positive_integer(retention: object) -> None:
     """event_retention of 0, negative, bool or non-int is rejected naming the value."""
     with pytest.raises(StateError, match=f"event_retention must be a positive integer, got {retention!r}"):
         SqliteStateStore("unused.db", event_retention=retention)  # type: ignore[arg-type]
+
+
+async def test_read_only_store_reads_while_a_writer_holds_the_file(tmp_path: Path) -> None:
+    """read_only=True reads the registrations while another store holds the writer lock, and refuses writes."""
+    path = tmp_path / "state.db"
+    async with SqliteStateStore(path) as store, Registry(state=store) as registry:
+        await registry.register_plugin(make_info())
+        async with SqliteStateStore(path, read_only=True) as reader:
+            snapshot = await reader.load_registry()
+            assert [p.info for p in snapshot.plugins] == [make_info()]
+            assert snapshot.last_seq == 1
+            async with Registry(state=reader) as read_registry:
+                with pytest.raises(StateError, match="opened read-only"):
+                    await read_registry.register_plugin(make_info(alloc_id="other"))
+
+
+async def test_read_only_store_rejects_a_missing_file_without_creating_it(tmp_path: Path) -> None:
+    """read_only=True on a missing path is a StateError naming it, and nothing is created."""
+    path = tmp_path / "missing" / "state.db"
+    with pytest.raises(StateError, match=f"state file '{path}' does not exist"):
+        async with SqliteStateStore(path, read_only=True):
+            pass
+    assert not path.parent.exists()

@@ -39,6 +39,9 @@ class SqliteStateStore:
 
     ``synchronous="full"`` (the default) makes every acknowledged mutation survive a power loss as well as a
     process kill; ``"normal"`` survives a process kill only, and is faster.
+
+    ``read_only=True`` opens an existing state file for reading only (``plugin-host state show``): no lock is
+    taken, so it works while a host runs; nothing is created or migrated, and writes raise StateError.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class SqliteStateStore:
         *,
         event_retention: int = 10_000,
         synchronous: Literal["full", "normal"] = "full",
+        read_only: bool = False,
     ) -> None:
         if isinstance(event_retention, bool) or not isinstance(event_retention, int) or event_retention < 1:
             raise StateError(f"event_retention must be a positive integer, got {event_retention!r}")
@@ -55,6 +59,7 @@ class SqliteStateStore:
         self._path = Path(path)
         self._retention = event_retention
         self._synchronous = synchronous
+        self._read_only = read_only
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         # One connection, used by one worker thread at a time.
@@ -85,6 +90,9 @@ class SqliteStateStore:
             await self._run(self._close)
 
     def _open(self) -> None:
+        if self._read_only:
+            self._open_read_only()
+            return
         directory = self._path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -124,6 +132,28 @@ class SqliteStateStore:
         except BaseException:
             conn.close()
             self._release_lock()
+            raise
+        self._conn = conn
+
+    def _open_read_only(self) -> None:
+        if not self._path.is_file():
+            raise StateError(f"state file {str(self._path)!r} does not exist (or is not a file)")
+        try:
+            conn = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state file {str(self._path)!r} read-only: {exc}") from exc
+        try:
+            version = self._check(conn)
+            if version != SCHEMA_VERSION:
+                raise StateVersionError(
+                    f"state file {str(self._path)!r} has schema version {version}; reading needs version"
+                    f" {SCHEMA_VERSION} (open it once for writing to migrate it)",
+                    found=version,
+                    supported=SCHEMA_VERSION,
+                )
+            conn.execute("PRAGMA busy_timeout = 5000")
+        except BaseException:
+            conn.close()
             raise
         self._conn = conn
 
@@ -183,6 +213,8 @@ class SqliteStateStore:
         await self._run(lambda: self._commit(change, event))
 
     def _commit(self, change: Change, event: PluginUpdateEvent) -> None:
+        if self._read_only:
+            raise StateError(f"state file {str(self._path)!r} was opened read-only; cannot record {event.event_type}")
         with self._errors("write to"):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
