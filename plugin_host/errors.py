@@ -21,6 +21,7 @@ __all__ = [
     "PluginTimeoutError",
     "PluginUnavailableError",
     "RegistryClosedError",
+    "SocketInUseError",
     "StateError",
     "StateVersionError",
     "SubscriberLaggedError",
@@ -116,6 +117,10 @@ class PluginRPCError(PluginHostError):
         super().__init__(message)
         self.code = code
         self.rpc_message = rpc_message
+
+
+class SocketInUseError(PluginHostError, OSError):
+    """A socket path cannot be served: a live process answers on it, or something other than a socket is there."""
 
 
 class DeviceError(PluginHostError):

@@ -1,0 +1,267 @@
+"""Talk to a device plugin served over gRPC on a Unix socket, as Nomad's agent does (``plugins/base/client.go``,
+``plugins/device/client.go``).
+
+:class:`DevicePluginClient` implements the :class:`DevicePlugin` Protocol, so a remote plugin is used exactly like
+an in-process one. Errors are translated at this edge:
+
+- the socket cannot be reached, or the connection drops → :class:`PluginUnavailableError` naming the path;
+- a unary call runs past ``timeout`` → :class:`PluginTimeoutError`;
+- ``Reserve`` answered with an error status → :class:`DeviceError` with the plugin's message;
+- any other error status → :class:`PluginRPCError` (``code`` is the status name).
+
+In the fingerprint and stats streams an error status is not raised: like Nomad's client, the iterator yields one
+last response with ``error`` set to the plugin's message, then stops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import msgpack
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Status
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+
+from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
+from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
+from plugin_host.base import _convert as base_convert
+from plugin_host.base.api import PluginInfoResponse
+from plugin_host.base.hclspec import Spec
+from plugin_host.device import _convert as convert
+from plugin_host.device.api import ContainerReservation, FingerprintResponse, StatsResponse
+from plugin_host.errors import (
+    ConfigError,
+    DeviceError,
+    PluginHostError,
+    PluginProtocolError,
+    PluginRPCError,
+    PluginTimeoutError,
+    PluginUnavailableError,
+)
+
+__all__ = ["DEVICE_API_VERSION", "DevicePluginClient", "map_exceptions"]
+
+# The only device plugin API version Nomad defines (plugins/device/versions.go).
+DEVICE_API_VERSION = "v0.1.0"
+
+_T = TypeVar("_T")
+
+ExceptionMapping = Mapping[type[Exception], Callable[[Any], PluginHostError]]
+
+
+@contextmanager
+def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
+    """Re-raise the first matching exception type as the error its factory builds (``raise new from exc``).
+
+    Our own errors pass through untouched; cancellation is not an ``Exception`` and is never caught.
+    """
+    try:
+        yield
+    except PluginHostError:
+        raise
+    except Exception as exc:
+        for source, factory in mapping.items():
+            if isinstance(exc, source):
+                raise factory(exc) from exc
+        raise
+
+
+def _status_text(exc: GRPCError) -> str:
+    return exc.message or exc.status.name
+
+
+class DevicePluginClient:
+    """A remote device plugin reached over ``socket_path``; use as ``async with DevicePluginClient(path) as p:``.
+
+    ``timeout`` (seconds, ``None`` for none) bounds each unary call; the fingerprint and stats streams are
+    long-lived and have no deadline. ``api_version`` is sent with ``set_config`` as the negotiated version.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        *,
+        timeout: float | None = 30.0,
+        api_version: str = DEVICE_API_VERSION,
+    ) -> None:
+        self._path = Path(socket_path)
+        self._timeout = timeout
+        self._api_version = api_version
+        self._channel: Channel | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        """The plugin's socket."""
+        return self._path
+
+    async def __aenter__(self) -> Self:
+        if self._channel is not None:
+            raise RuntimeError(f"DevicePluginClient for {str(self._path)!r} is already open")
+        # grpclib connects lazily, on the first call.
+        self._channel = Channel(path=os.fspath(self._path))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+    # --- error translation ----------------------------------------------------------------------------------------
+
+    def _errors(self, rpc: str, status_error: Callable[[GRPCError], PluginHostError] | None = None) -> ExceptionMapping:
+        where = f"device plugin at {str(self._path)!r}"
+
+        def from_status(exc: GRPCError) -> PluginHostError:
+            text = _status_text(exc)
+            if exc.status is Status.DEADLINE_EXCEEDED:
+                return PluginTimeoutError(f"{rpc} on {where} missed its deadline: {text}")
+            if exc.status is Status.UNAVAILABLE:
+                return PluginUnavailableError(f"{where} is unavailable during {rpc}: {text}")
+            if status_error is not None:
+                return status_error(exc)
+            return PluginRPCError(
+                f"{rpc} on {where} failed with {exc.status.name}: {text}", code=exc.status.name, rpc_message=exc.message
+            )
+
+        # TimeoutError is an OSError: it must come first.
+        return {
+            GRPCError: from_status,
+            TimeoutError: lambda exc: PluginTimeoutError(f"{rpc} on {where} did not finish within {self._timeout}s"),
+            OSError: lambda exc: PluginUnavailableError(f"{where} is unreachable during {rpc}: {exc}"),
+            StreamTerminatedError: lambda exc: PluginUnavailableError(f"{where} dropped the call {rpc}: {exc}"),
+            ProtocolError: lambda exc: PluginUnavailableError(f"{where} broke the gRPC protocol in {rpc}: {exc}"),
+        }
+
+    def _require_channel(self) -> Channel:
+        if self._channel is None:
+            raise RuntimeError(f"DevicePluginClient for {str(self._path)!r} is not open; use it with 'async with'")
+        return self._channel
+
+    # --- calls ----------------------------------------------------------------------------------------------------
+
+    async def _unary(
+        self,
+        rpc: str,
+        path: str,
+        request: Any,
+        reply_type: type[Any],
+        status_error: Callable[[GRPCError], PluginHostError] | None = None,
+    ) -> Any:
+        channel = self._require_channel()
+        with map_exceptions(self._errors(rpc, status_error)):
+            async with channel.request(
+                path, Cardinality.UNARY_UNARY, type(request), reply_type, timeout=self._timeout
+            ) as stream:
+                await stream.send_message(request, end=True)
+                reply = await stream.recv_message()
+        if reply is None:
+            raise PluginProtocolError(f"{rpc} on device plugin at {str(self._path)!r}: no reply message, expected one")
+        return reply
+
+    async def _server_stream(
+        self,
+        rpc: str,
+        path: str,
+        request: Any,
+        reply_type: type[Any],
+        from_wire: Callable[[Any], _T],
+        error_response: Callable[[str], _T],
+    ) -> AsyncGenerator[_T, None]:
+        channel = self._require_channel()
+        error: str | None = None
+        with map_exceptions(self._errors(rpc)):
+            try:
+                async with channel.request(path, Cardinality.UNARY_STREAM, type(request), reply_type) as stream:
+                    await stream.send_message(request, end=True)
+                    async for message in stream:
+                        yield from_wire(message)
+            except GRPCError as exc:
+                # Nomad's server ends the stream with the plugin's error as status; its client hands that on as
+                # one last response with Error set.
+                error = _status_text(exc)
+        if error is not None:
+            yield error_response(error)
+
+    async def plugin_info(self) -> PluginInfoResponse:
+        """The plugin's identity (``BasePlugin/PluginInfo``)."""
+        reply = await self._unary(
+            "PluginInfo",
+            f"{base_convert.BASE_SERVICE}/PluginInfo",
+            wire_base.PluginInfoRequest(),
+            wire_base.PluginInfoResponse,
+        )
+        return base_convert.plugin_info_from_wire(reply)
+
+    async def config_schema(self) -> Spec:
+        """The hclspec of the plugin's config block (``BasePlugin/ConfigSchema``)."""
+        reply = await self._unary(
+            "ConfigSchema",
+            f"{base_convert.BASE_SERVICE}/ConfigSchema",
+            wire_base.ConfigSchemaRequest(),
+            wire_base.ConfigSchemaResponse,
+        )
+        return base_convert.config_schema_from_wire(reply)
+
+    async def set_config(self, config: Mapping[str, Any] | bytes | Any) -> None:
+        """Send a configuration (``BasePlugin/SetConfig``): a mapping is msgpack-encoded, bytes are sent as is."""
+        if isinstance(config, bytes | bytearray | memoryview):
+            payload = bytes(config)
+        elif isinstance(config, Mapping):
+            payload = msgpack.packb(dict(config), use_bin_type=True)
+        else:
+            raise ConfigError(
+                f"config for device plugin at {str(self._path)!r} is a {type(config).__name__}, "
+                "expected a mapping or msgpack-encoded bytes"
+            )
+        request = wire_base.SetConfigRequest(msgpack_config=payload, plugin_api_version=self._api_version)
+        await self._unary("SetConfig", f"{base_convert.BASE_SERVICE}/SetConfig", request, wire_base.SetConfigResponse)
+
+    def fingerprint(self) -> AsyncGenerator[FingerprintResponse, None]:
+        """Stream device groups; an error from the plugin arrives as a last response with ``error`` set."""
+        return self._server_stream(
+            "Fingerprint",
+            f"{convert.DEVICE_SERVICE}/Fingerprint",
+            wire_device.FingerprintRequest(),
+            wire_device.FingerprintResponse,
+            convert.fingerprint_response_from_wire,
+            lambda error: FingerprintResponse(error=error),
+        )
+
+    async def reserve(self, device_ids: Sequence[str]) -> ContainerReservation:
+        """Reserve devices; a refusal from the plugin raises :class:`DeviceError` carrying its message."""
+        ids = list(device_ids)
+
+        def refused(exc: GRPCError) -> PluginHostError:
+            return DeviceError(
+                f"device plugin at {str(self._path)!r} could not reserve devices {ids}: {_status_text(exc)}"
+            )
+
+        reply = await self._unary(
+            "Reserve",
+            f"{convert.DEVICE_SERVICE}/Reserve",
+            convert.reserve_request_to_wire(ids),
+            wire_device.ReserveResponse,
+            refused,
+        )
+        return convert.reserve_response_from_wire(reply)
+
+    def stats(self, interval: float) -> AsyncGenerator[StatsResponse, None]:
+        """Stream statistics every ``interval`` seconds; an error arrives as a last response with ``error`` set."""
+        return self._server_stream(
+            "Stats",
+            f"{convert.DEVICE_SERVICE}/Stats",
+            convert.stats_request_to_wire(interval),
+            wire_device.StatsResponse,
+            convert.stats_response_from_wire,
+            lambda error: StatsResponse(error=error),
+        )
