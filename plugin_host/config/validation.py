@@ -1,0 +1,112 @@
+"""Turn pydantic validation failures into :class:`ConfigError` messages a person can act on.
+
+The message names the source (file or "fs-device config"), the key path and the value, and for an unknown key
+lists the keys that are allowed at that level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
+
+from plugin_host.errors import ConfigError
+
+__all__ = ["ConfigModel", "allowed_keys", "config_error_from_validation"]
+
+_SOURCE: ContextVar[str | None] = ContextVar("plugin_host_config_source", default=None)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last element of ``loc`` (descending through nested model fields)."""
+    current: type[BaseModel] = model
+    for part in loc[:-1]:
+        if not isinstance(part, str):
+            continue
+        field = current.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            return None
+    return current
+
+
+def allowed_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a config model accepts (aliases where set), sorted."""
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
+    loc = tuple(error["loc"])
+    path = _path(loc)
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(model, loc)
+        keys = ", ".join(allowed_keys(owner)) if owner is not None else "?"
+        return f"unknown key {path!r}; allowed keys: {keys}"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        # Our own validators already name the field and the value.
+        return str(cause)
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    return f"{path}: {error['msg']}; got {error.get('input')!r}"
+
+
+def config_error_from_validation(
+    exc: ValidationError, model: type[BaseModel], *, source: str | None = None
+) -> ConfigError:
+    """Build a :class:`ConfigError` from a pydantic ``ValidationError`` raised while validating ``model``.
+
+    ``source`` (a file path or a description) prefixes the message; each failing key gets one line.
+    """
+    problems = [_describe(error, model) for error in exc.errors()]
+    prefix = f"{source}: " if source else ""
+    if len(problems) == 1:
+        return ConfigError(prefix + problems[0])
+    return ConfigError(prefix + f"{len(problems)} problems:\n  " + "\n  ".join(problems))
+
+
+class ConfigModel(BaseModel):
+    """Base of config models: frozen, unknown keys refused, and every failure raised as :class:`ConfigError`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            source = _SOURCE.get() or type(self).config_source()
+            raise config_error_from_validation(exc, type(self), source=source) from exc
+
+    @classmethod
+    def config_source(cls) -> str:
+        """The default name of this config in error messages."""
+        return cls.__name__
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str | None = None) -> Self:
+        """Validate a mapping of config keys; failures are :class:`ConfigError` naming ``source`` and the key."""
+        where = source or cls.config_source()
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of config keys; got {type(data).__name__}")
+        bad = [key for key in data if not isinstance(key, str)]
+        if bad:
+            raise ConfigError(f"{where}: config keys must be strings; got {bad[0]!r}")
+        # Through __init__ rather than model_validate: pydantic wraps errors raised by a custom __init__ during
+        # model_validate into a ValidationError, and the source must reach the message.
+        token = _SOURCE.set(where)
+        try:
+            return cls(**data)
+        finally:
+            _SOURCE.reset(token)

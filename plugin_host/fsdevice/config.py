@@ -1,0 +1,122 @@
+"""Configuration of the filesystem device plugin: the ``config {}`` block of upstream's example fs-device."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+
+import msgpack
+from pydantic import AfterValidator, ValidationInfo
+
+from plugin_host.base import hclspec
+from plugin_host.config.durations import PositiveDuration
+from plugin_host.config.hcl import load_hcl_file, single_block
+from plugin_host.config.validation import ConfigModel, allowed_keys
+from plugin_host.errors import ConfigError
+
+__all__ = ["CONFIG_SPEC", "FsDeviceConfig", "PermissionString"]
+
+# The ten characters `ls -l` prints: file type, then owner/group/other triplets (with setuid/setgid/sticky).
+_PERM_RE = re.compile(r"[-dlcbps?][r-][w-][xsS-][r-][w-][xsS-][r-][w-][xtT-]")
+
+
+def _check_perm(value: str, info: ValidationInfo) -> str:
+    if not _PERM_RE.fullmatch(value):
+        raise ConfigError(
+            f"{info.field_name}: {value!r} is not a permission string as `ls -l` prints it; expected 10 characters"
+            ' such as "-rwxrwxrwx" or "-rw-r--r--"'
+        )
+    return value
+
+
+PermissionString = Annotated[str, AfterValidator(_check_perm)]
+"""A file mode as ``ls -l`` (and :func:`stat.filemode`) prints it, e.g. ``"-rw-r--r--"``."""
+
+
+class FsDeviceConfig(ConfigModel):
+    """Where the fs-device looks for files, how often it rescans, and which permissions mark a file unhealthy."""
+
+    dir: str = "."
+    """Directory whose regular files are the devices; relative paths are relative to the working directory."""
+    list_period: PositiveDuration = 5.0
+    """Seconds between scans of ``dir``; written as a Go duration (``"5s"``)."""
+    unhealthy_perm: PermissionString = "-rwxrwxrwx"
+    """A file whose mode prints as this string is reported unhealthy."""
+
+    @classmethod
+    def config_source(cls) -> str:
+        """How error messages name this config."""
+        return "fs-device config"
+
+    @classmethod
+    def from_hcl_file(cls, path: str | os.PathLike[str]) -> Self:
+        """Load a file whose only top-level block is ``config { ... }``; no block means the defaults."""
+        source = os.fspath(path)
+        data = load_hcl_file(path)
+        unknown = sorted(set(data) - {"config"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; allowed: config")
+        body = single_block(data, "config", source=source)
+        return cls.from_mapping(body or {}, source=source)
+
+    @classmethod
+    def from_msgpack(cls, payload: bytes) -> Self:
+        """Decode the msgpack map Nomad sends in ``SetConfig``; missing keys take their defaults."""
+        if not payload:
+            return cls()
+        try:
+            data = msgpack.unpackb(payload, raw=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise ConfigError(
+                f"fs-device config: msgpack payload of {len(payload)} bytes does not decode: {exc}"
+            ) from exc
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"fs-device config: msgpack payload must be a map of {', '.join(allowed_keys(cls))};"
+                f" got {type(data).__name__}"
+            )
+        return cls.from_mapping({_text(k): _text(v) for k, v in data.items()}, source="fs-device config (msgpack)")
+
+    @classmethod
+    def coerce(cls, config: FsDeviceConfig | Mapping[str, Any] | bytes | bytearray | memoryview) -> Self:
+        """Accept a config model, a mapping of keys, or msgpack bytes."""
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, FsDeviceConfig):
+            return cls.from_mapping(config.model_dump())
+        if isinstance(config, bytes | bytearray | memoryview):
+            return cls.from_msgpack(bytes(config))
+        if isinstance(config, Mapping):
+            return cls.from_mapping(config)
+        raise ConfigError(
+            f"fs-device config: expected FsDeviceConfig, a mapping or msgpack bytes; got {type(config).__name__}"
+        )
+
+    def to_msgpack(self) -> bytes:
+        """The msgpack map Nomad would send for this config (durations as Go strings)."""
+        packed: bytes = msgpack.packb(self.model_dump(), use_bin_type=True)
+        return packed
+
+
+def _text(value: Any) -> Any:
+    # Older Go msgpack encoders write strings as raw bytes.
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+CONFIG_SPEC = hclspec.obj(
+    {
+        "dir": hclspec.default(hclspec.attr("dir", "string"), hclspec.literal('"."')),
+        "list_period": hclspec.default(hclspec.attr("list_period", "string"), hclspec.literal('"5s"')),
+        "unhealthy_perm": hclspec.default(hclspec.attr("unhealthy_perm", "string"), hclspec.literal('"-rwxrwxrwx"')),
+    }
+)
+"""The hclspec of the ``config {}`` block, as upstream's ``configSpec``."""
