@@ -5,6 +5,13 @@ from __future__ import annotations
 from plugin_host.base.structs import Attribute as Attribute
 from plugin_host.base.structs import StatObject as StatObject
 from plugin_host.base.structs import StatValue as StatValue
+from plugin_host.device._manager_models import DeviceManagerChange as DeviceManagerChange
+from plugin_host.device._manager_models import DeviceManagerSnapshot as DeviceManagerSnapshot
+from plugin_host.device._manager_models import PluginChange as PluginChange
+from plugin_host.device._manager_models import PluginSnapshot as PluginSnapshot
+from plugin_host.device._manager_models import PluginState as PluginState
+from plugin_host.device._manager_models import SnapshotChange as SnapshotChange
+from plugin_host.device._manager_subscribers import DeviceChanges as DeviceChanges
 from plugin_host.device.api import ContainerReservation as ContainerReservation
 from plugin_host.device.api import Device as Device
 from plugin_host.device.api import DeviceGroup as DeviceGroup
@@ -16,20 +23,35 @@ from plugin_host.device.api import DeviceStats as DeviceStats
 from plugin_host.device.api import FingerprintResponse as FingerprintResponse
 from plugin_host.device.api import Mount as Mount
 from plugin_host.device.api import StatsResponse as StatsResponse
+from plugin_host.device.client import DevicePluginClient as DevicePluginClient
+from plugin_host.device.manager import DeviceManager as DeviceManager
+from plugin_host.device.server import DevicePluginServer as DevicePluginServer
+from plugin_host.device.server import device_plugin_handlers as device_plugin_handlers
 
 __all__ = [
     "Attribute",
     "ContainerReservation",
     "Device",
+    "DeviceChanges",
     "DeviceGroup",
     "DeviceGroupStats",
     "DeviceLocality",
+    "DeviceManager",
+    "DeviceManagerChange",
+    "DeviceManagerSnapshot",
     "DevicePlugin",
+    "DevicePluginClient",
+    "DevicePluginServer",
     "DeviceSpec",
     "DeviceStats",
     "FingerprintResponse",
     "Mount",
+    "PluginChange",
+    "PluginSnapshot",
+    "PluginState",
+    "SnapshotChange",
     "StatObject",
     "StatValue",
     "StatsResponse",
+    "device_plugin_handlers",
 ]
