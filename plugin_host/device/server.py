@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,21 +23,19 @@ from grpclib.server import Server, Stream
 
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
+from plugin_host._sockets import bind_unix_socket, claim_socket_path
 from plugin_host.base import _convert as base_convert
 from plugin_host.base.api import BasePlugin
 from plugin_host.device import _convert as convert
 from plugin_host.device.api import DevicePlugin
-from plugin_host.errors import ConfigError, PluginHostError, SocketInUseError
+from plugin_host.errors import PluginHostError
 
 __all__ = ["DevicePluginServer", "device_plugin_handlers"]
 
 logger = logging.getLogger(__name__)
 
-# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
 # Bounds on cleanup work done under a shielded scope, so shutdown cannot hang on a misbehaving plugin.
 _CLOSE_TIMEOUT = 5.0
-_PROBE_TIMEOUT = 1.0
 
 _R = TypeVar("_R")
 
@@ -219,56 +215,6 @@ def device_plugin_handlers(plugin: DevicePlugin) -> list[Servable]:
 # --- the Unix socket --------------------------------------------------------------------------------------------
 
 
-async def _is_served(path: Path) -> bool:
-    """Whether a live process accepts connections on the socket at ``path``."""
-    try:
-        with anyio.fail_after(_PROBE_TIMEOUT):
-            probe = await anyio.connect_unix(path)
-    except TimeoutError:
-        return True  # someone holds it but is slow to accept: not ours to take
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except OSError as exc:
-        raise SocketInUseError(f"cannot serve on socket {str(path)!r}: probing it failed ({exc})") from exc
-    await probe.aclose()
-    return True
-
-
-async def _claim(path: Path) -> None:
-    """Make ``path`` free to bind: remove a stale socket, refuse a live one or anything that is not a socket."""
-    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        raise ConfigError(
-            f"socket path {str(path)!r} is {len(os.fsencode(path))} bytes long, "
-            f"expected at most {_MAX_SOCKET_PATH} (the Unix socket limit)"
-        )
-    try:
-        mode = (await anyio.Path(path).lstat()).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise SocketInUseError(f"cannot serve on {str(path)!r}: it exists and is not a socket, expected a free path")
-    if await _is_served(path):
-        raise SocketInUseError(
-            f"cannot serve on socket {str(path)!r}: another process is serving it, expected a free or stale socket"
-        )
-    logger.info("replacing stale socket %s", path)
-    await anyio.Path(path).unlink(missing_ok=True)
-
-
-def _bind(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(os.fspath(path))
-        # Nobody can connect before listen(), so tightening the mode here leaves no window open.
-        os.chmod(path, 0o600)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        exc.add_note(f"while binding Unix socket {str(path)!r}")
-        raise
-    return sock
-
-
 class DevicePluginServer:
     """Serve ``plugin`` on a Unix socket (mode 0600) for the lifetime of an ``async with`` block.
 
@@ -299,8 +245,8 @@ class DevicePluginServer:
     async def __aenter__(self) -> Self:
         if self._server is not None:
             raise RuntimeError(f"DevicePluginServer on {str(self._path)!r} is already running")
-        await _claim(self._path)
-        sock = _bind(self._path)
+        await claim_socket_path(self._path)
+        sock = bind_unix_socket(self._path)
         self._inode = self._path.stat().st_ino
         server = Server([*device_plugin_handlers(self._plugin), *self._extra_handlers])
         try:
