@@ -12,6 +12,7 @@ __all__ = [
     "DeviceError",
     "DispenseError",
     "EventsExpiredError",
+    "HclSyntaxError",
     "InvalidPluginError",
     "NoDispenserError",
     "PluginHostError",
@@ -38,6 +39,16 @@ class PluginHostError(Exception):
 
 class ConfigError(PluginHostError, ValueError):
     """A configuration file or value is invalid; the message names the file, key and what was expected."""
+
+
+class HclSyntaxError(ConfigError):
+    """An HCL file does not parse; carries the file, the 1-based line and column of the offending input."""
+
+    def __init__(self, message: str, *, file: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+        self.column = column
 
 
 class InvalidPluginError(PluginHostError, ValueError):

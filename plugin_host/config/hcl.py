@@ -18,7 +18,7 @@ import hcl2
 from hcl2.utils import process_escape_sequences
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from plugin_host.errors import ConfigError
+from plugin_host.errors import ConfigError, HclSyntaxError
 
 __all__ = ["HclBlock", "HclSyntaxError", "labeled_blocks", "load_hcl_file", "loads_hcl", "normalize", "single_block"]
 
@@ -46,16 +46,6 @@ class HclBlock(dict[str, Any]):
 
     It lets :func:`labeled_blocks` tell ``plugin "x" { ... }`` from an unlabelled ``plugin { x = ... }``.
     """
-
-
-class HclSyntaxError(ConfigError):
-    """An HCL file does not parse; carries the file, the 1-based line and column of the offending input."""
-
-    def __init__(self, message: str, *, file: str, line: int, column: int) -> None:
-        super().__init__(message)
-        self.file = file
-        self.line = line
-        self.column = column
 
 
 def _describe_token(exc: UnexpectedInput) -> str:
