@@ -6,6 +6,8 @@ The names below are the public API; see ``shared/design.md`` for the contract.
 from __future__ import annotations
 
 from plugin_host._version import __version__ as __version__
+from plugin_host.config import HostConfig as HostConfig
+from plugin_host.host import PluginHost as PluginHost
 from plugin_host.registry import PLUGIN_TYPE_CSI_CONTROLLER as PLUGIN_TYPE_CSI_CONTROLLER
 from plugin_host.registry import PLUGIN_TYPE_CSI_NODE as PLUGIN_TYPE_CSI_NODE
 from plugin_host.registry import PLUGIN_TYPE_DEVICE as PLUGIN_TYPE_DEVICE
@@ -22,8 +24,10 @@ __all__ = [
     "PLUGIN_TYPE_CSI_NODE",
     "PLUGIN_TYPE_DEVICE",
     "EventType",
+    "HostConfig",
     "MemoryStateStore",
     "PluginConnectionInfo",
+    "PluginHost",
     "PluginInfo",
     "PluginUpdateEvent",
     "Registry",

@@ -39,24 +39,30 @@ async def is_served(path: Path) -> bool:
     return True
 
 
-async def claim_socket_path(path: Path) -> None:
-    """Make ``path`` free to bind: remove a stale socket, refuse a live one or anything that is not a socket."""
-    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+async def claim_socket_path(path: Path, *, what: str = "socket", in_use: str | None = None, hint: str = "") -> None:
+    """Make ``path`` free to bind: remove a stale socket, refuse a live one or anything that is not a socket.
+
+    ``what`` names the socket in messages ("admin socket"); ``in_use`` replaces the message for a live server;
+    ``hint`` is appended to the message for an over-long path (which setting to change).
+    """
+    size = len(os.fsencode(path))
+    if size > _MAX_SOCKET_PATH:
         raise ConfigError(
-            f"socket path {str(path)!r} is {len(os.fsencode(path))} bytes long, "
-            f"expected at most {_MAX_SOCKET_PATH} (the Unix socket limit)"
+            f"{what} path {str(path)!r} is {size} bytes long, expected at most {_MAX_SOCKET_PATH}"
+            f" (the Unix socket limit){hint}"
         )
     try:
         mode = (await anyio.Path(path).lstat()).st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise SocketInUseError(f"cannot serve on {str(path)!r}: it exists and is not a socket, expected a free path")
+        raise SocketInUseError(f"cannot serve the {what} {str(path)!r}: it exists and is not a socket")
     if await is_served(path):
         raise SocketInUseError(
-            f"cannot serve on socket {str(path)!r}: another process is serving it, expected a free or stale socket"
+            in_use
+            or f"cannot serve the {what} {str(path)!r}: another process is serving it, expected a free or stale socket"
         )
-    logger.info("replacing stale socket %s", path)
+    logger.info("replacing stale %s %s", what, path)
     await anyio.Path(path).unlink(missing_ok=True)
 
 

@@ -127,7 +127,10 @@ class SqliteStateStore:
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             conn.execute("PRAGMA busy_timeout = 5000")
             if version < SCHEMA_VERSION:
-                logger.info("migrating state file %s from schema %d to %d", self._path, version, SCHEMA_VERSION)
+                if version == 0:
+                    logger.info("creating state file %s (schema %d)", self._path, SCHEMA_VERSION)
+                else:
+                    logger.info("migrating state file %s from schema %d to %d", self._path, version, SCHEMA_VERSION)
                 migrate(conn, version)
         except BaseException:
             conn.close()

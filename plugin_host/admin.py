@@ -1,0 +1,252 @@
+"""The host's admin socket: newline-delimited JSON over a Unix socket (mode 0600).
+
+A request is one line ``{"method": "status"}``; the answer is one line, ``{"result": ...}`` or ``{"error": "..."}``.
+A connection may carry several requests in turn. :class:`AdminServer` serves it, :func:`query_status` asks it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.abc import SocketListener, SocketStream, TaskGroup, UNIXSocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from plugin_host._sockets import claim_socket_path
+from plugin_host.errors import (
+    PluginHostError,
+    PluginProtocolError,
+    PluginTimeoutError,
+    PluginUnavailableError,
+)
+
+__all__ = [
+    "AdminServer",
+    "DeviceGroupStatus",
+    "DeviceStatus",
+    "HostStatus",
+    "PluginStatus",
+    "admin_request",
+    "query_status",
+]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LINE = 1 << 20
+# A client that connects and never finishes a request must not hold a task forever.
+_IDLE_TIMEOUT = 30.0
+_REQUEST_TIMEOUT = 10.0
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- what ``status`` answers ------------------------------------------------------------------------------------
+
+
+class DeviceStatus(BaseModel):
+    """One device and its health."""
+
+    model_config = _FROZEN
+
+    id: str
+    healthy: bool
+    health_description: str = ""
+
+
+class DeviceGroupStatus(BaseModel):
+    """One device group (``vendor/type/name``) of a plugin."""
+
+    model_config = _FROZEN
+
+    id: str
+    devices: tuple[DeviceStatus, ...] = ()
+
+
+class PluginStatus(BaseModel):
+    """One plugin: its registration (type, version, socket) and, for device plugins, what the manager sees."""
+
+    model_config = _FROZEN
+
+    name: str
+    type: str
+    state: str
+    """``starting``/``running``/``restarting`` for managed device plugins, ``registered`` otherwise."""
+    version: str = ""
+    socket_path: str | None = None
+    alloc_id: str = ""
+    last_error: str | None = None
+    groups: tuple[DeviceGroupStatus, ...] = ()
+
+
+class HostStatus(BaseModel):
+    """The whole host at one moment."""
+
+    model_config = _FROZEN
+
+    pid: int
+    version: str
+    state_file: str
+    admin_socket: str
+    plugins: tuple[PluginStatus, ...] = ()
+
+
+# --- server -----------------------------------------------------------------------------------------------------
+
+Method = Callable[[], Awaitable[Any]]
+
+
+async def _claim(path: Path) -> None:
+    await claim_socket_path(
+        path,
+        what="admin socket",
+        in_use=f"plugin-host is already running: a live host answers on admin socket {str(path)!r}; stop it first",
+        hint="; set admin_socket to a shorter path",
+    )
+
+
+async def check_not_running(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`SocketInUseError` ("already running") when a live host serves the admin socket ``path``."""
+    await _claim(Path(path))
+
+
+class AdminServer:
+    """Serve ``methods`` (name → coroutine function returning JSON-able data) on a Unix socket.
+
+    Entering claims the path (a stale socket is replaced; a live host raises :class:`SocketInUseError` saying it is
+    already running) and starts accepting; leaving stops every connection and removes the socket file.
+    """
+
+    def __init__(self, socket_path: str | os.PathLike[str], methods: Mapping[str, Method]) -> None:
+        self._path = Path(socket_path)
+        self._methods = dict(methods)
+        self._tg: TaskGroup | None = None
+        self._listener: SocketListener | None = None
+        self._inode: int | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        """Where the server listens."""
+        return self._path
+
+    async def __aenter__(self) -> Self:
+        await _claim(self._path)
+        await anyio.Path(self._path.parent).mkdir(parents=True, exist_ok=True)
+        listener = await anyio.create_unix_listener(self._path, mode=0o600)
+        self._listener = listener
+        self._inode = self._path.stat().st_ino
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(listener.serve, self._handle)
+        logger.debug("admin socket listening on %s", self._path)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        tg, self._tg = self._tg, None
+        if tg is None:
+            return None
+        try:
+            tg.cancel_scope.cancel()
+            return await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                with anyio.CancelScope(shield=True):
+                    await listener.aclose()
+            self._remove_socket()
+
+    def _remove_socket(self) -> None:
+        # Only the file this server bound: a successor may have claimed the path since.
+        try:
+            if self._path.stat().st_ino == self._inode:
+                self._path.unlink()
+        except FileNotFoundError:
+            pass
+
+    async def _handle(self, stream: SocketStream) -> None:
+        async with stream:
+            reader = BufferedByteReceiveStream(stream)
+            try:
+                while True:
+                    with anyio.fail_after(_IDLE_TIMEOUT):
+                        line = await reader.receive_until(b"\n", _MAX_LINE)
+                    answer = await self._answer(line)
+                    await stream.send(json.dumps(answer).encode() + b"\n")
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, TimeoutError):
+                pass
+            except anyio.DelimiterNotFound:
+                await stream.send(b'{"error": "request line too long"}\n')
+            except OSError as exc:
+                logger.debug("admin connection failed: %s", exc)
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"error": 'request is not JSON; expected one line such as {"method": "status"}'}
+        method_name = request.get("method") if isinstance(request, dict) else None
+        method = self._methods.get(method_name) if isinstance(method_name, str) else None
+        if method is None:
+            return {"error": f"unknown method {method_name!r}; known methods: {', '.join(sorted(self._methods))}"}
+        try:
+            return {"result": await method()}
+        except Exception as exc:
+            logger.warning("admin method %r failed", method_name, exc_info=True)
+            return {"error": f"{method_name} failed: {exc}"}
+
+
+# --- client -----------------------------------------------------------------------------------------------------
+
+
+async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any:
+    """Send one request to a host's admin socket and return its ``result``.
+
+    Raises :class:`PluginUnavailableError` when no host answers there, :class:`PluginTimeoutError` after 10 seconds
+    (wrap the call in ``anyio.fail_after`` for a shorter bound), :class:`PluginProtocolError` for an answer outside
+    the protocol, and :class:`PluginHostError` carrying the host's error message.
+    """
+    path = Path(socket_path)
+    try:
+        with anyio.fail_after(_REQUEST_TIMEOUT):
+            stream: UNIXSocketStream = await anyio.connect_unix(path)
+            async with stream:
+                await stream.send(json.dumps({"method": method}).encode() + b"\n")
+                line = await BufferedByteReceiveStream(stream).receive_until(b"\n", _MAX_LINE)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise PluginUnavailableError(
+            f"no plugin-host is running: nothing answers on admin socket {str(path)!r}"
+            " (start one with `plugin-host run` and the same config)"
+        ) from exc
+    except TimeoutError as exc:
+        raise PluginTimeoutError(
+            f"plugin-host on admin socket {str(path)!r} did not answer within {_REQUEST_TIMEOUT}s"
+        ) from exc
+    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
+        raise PluginProtocolError(f"admin socket {str(path)!r} closed without a complete answer line") from exc
+    try:
+        answer = json.loads(line)
+    except ValueError as exc:
+        raise PluginProtocolError(f"admin socket {str(path)!r} answered with a line that is not JSON") from exc
+    if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+        raise PluginProtocolError(f"admin socket {str(path)!r} answered {answer!r}; expected result or error")
+    if "error" in answer:
+        raise PluginHostError(f"plugin-host on {str(path)!r}: {answer['error']}")
+    return answer["result"]
+
+
+async def query_status(socket_path: str | os.PathLike[str]) -> HostStatus:
+    """Ask the host serving ``socket_path`` for its :class:`HostStatus` (errors as :func:`admin_request`)."""
+    result = await admin_request(socket_path, "status")
+    try:
+        return HostStatus.model_validate(result)
+    except ValidationError as exc:
+        raise PluginProtocolError(f"admin socket {str(socket_path)!r} answered a malformed status: {exc}") from exc

@@ -1,0 +1,276 @@
+"""The ``plugin-host`` command: ``run``, ``status`` and ``state show``.
+
+Only this module configures logging and installs signal handlers; the library never does. Every error ends the
+command with one line on stderr: exit 2 for configuration problems (a missing or bad config file), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+import anyio
+
+from plugin_host._version import __version__
+from plugin_host.admin import HostStatus, query_status
+from plugin_host.config.hcl import HclSyntaxError
+from plugin_host.config.host import HostConfig
+from plugin_host.device import DeviceManagerChange, PluginSnapshot, SnapshotChange
+from plugin_host.errors import ConfigError, PluginHostError
+from plugin_host.host import PluginHost
+from plugin_host.state import SqliteStateStore
+
+__all__ = ["main"]
+
+logger = logging.getLogger("plugin_host.cli")
+
+READY_PREFIX = "plugin-host running"
+"""The start of the line ``run`` prints on stdout once the host serves everything."""
+
+
+# --- logging ----------------------------------------------------------------------------------------------------
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (and the exception, when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+# --- rendering --------------------------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [headers, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def render_status(status: HostStatus) -> str:
+    """The readable form of a host's status: a table of plugins, then one of devices."""
+    out = [f"plugin-host {status.version} (pid {status.pid}), state file {status.state_file}", ""]
+    if status.plugins:
+        rows = [[p.name, p.type, p.state, p.version or "-", p.socket_path or "-"] for p in status.plugins]
+        out.append(_table(["PLUGIN", "TYPE", "STATE", "VERSION", "SOCKET"], rows))
+    else:
+        out.append("no plugins")
+    devices = [
+        [p.name, g.id, d.id, "healthy" if d.healthy else "unhealthy", d.health_description]
+        for p in status.plugins
+        for g in p.groups
+        for d in g.devices
+    ]
+    errors = [f"{p.name}: {p.state}: {p.last_error}" for p in status.plugins if p.last_error and p.state != "running"]
+    out.append("")
+    out.append(_table(["PLUGIN", "GROUP", "DEVICE", "HEALTH", "DESCRIPTION"], devices) if devices else "no devices")
+    if errors:
+        out.extend(["", *errors])
+    return "\n".join(out)
+
+
+class _ChangeLines:
+    """Turns DeviceManager changes into one line per plugin state or device change (for a pipe or a log file)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, str] = {}
+        self._devices: dict[str, dict[tuple[str, str], str]] = {}
+
+    def lines(self, change: DeviceManagerChange) -> list[str]:
+        if isinstance(change, SnapshotChange):
+            current = {p.name: p for p in change.snapshot.plugins}
+            names = sorted(set(current) | set(self._states))
+            return [line for name in names for line in self._plugin(name, current.get(name))]
+        return self._plugin(change.name, change.plugin)
+
+    def _plugin(self, name: str, plugin: PluginSnapshot | None) -> list[str]:
+        out: list[str] = []
+        if plugin is None:
+            if self._states.pop(name, None) is not None:
+                out.append(f"{name} plugin removed")
+            self._devices.pop(name, None)
+            return out
+        state = plugin.state.value
+        if plugin.state.value != "running" and plugin.last_error:
+            state += f" ({plugin.last_error})"
+        if self._states.get(name) != state:
+            self._states[name] = state
+            out.append(f"{name} plugin {state}")
+        before = self._devices.get(name, {})
+        after = {
+            (group.id, device.id): "healthy"
+            if device.healthy
+            else f"unhealthy ({device.health_description})".replace(" ()", "")
+            for group in plugin.groups
+            for device in group.devices
+        }
+        changed = [key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+        out.extend(f"{name} {group} {device} {after.get((group, device), 'removed')}" for group, device in changed)
+        self._devices[name] = after
+        return out
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+def _load_config(path: str | None) -> HostConfig:
+    return HostConfig.default() if path is None else HostConfig.from_hcl_file(path)
+
+
+async def _live_view(host: PluginHost, out: TextIO) -> None:
+    tty = out.isatty()
+    lines = _ChangeLines()
+    async with host.devices.subscribe() as changes:
+        async for change in changes:
+            if tty:
+                # Clear and redraw: the whole picture, as of this change.
+                screen = render_status(await host.status())
+                stamp = time.strftime("%H:%M:%S")
+                out.write(f"\x1b[H\x1b[2J{screen}\n\nupdated {stamp}; Ctrl-C to stop\n")
+            else:
+                for line in lines.lines(change):
+                    out.write(line + "\n")
+            out.flush()
+
+
+async def _run(config: HostConfig) -> int:
+    # Installed before the host starts so a signal during startup is not lost (it stops the host once it runs).
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with PluginHost(config) as host, anyio.create_task_group() as tg:
+            print(
+                f"{READY_PREFIX} (pid {os.getpid()}); admin socket {config.admin_socket_path}",
+                flush=True,
+            )
+            tg.start_soon(_live_view, host, sys.stdout)
+            async for signum in signals:
+                logger.info("received %s; shutting down", signal.Signals(signum).name)
+                break
+            tg.cancel_scope.cancel()
+    return 0
+
+
+async def _status(config: HostConfig, as_json: bool) -> int:
+    status = await query_status(config.admin_socket_path)
+    print(status.model_dump_json(indent=2) if as_json else render_status(status))
+    return 0
+
+
+async def _state_show(config: HostConfig, as_json: bool) -> int:
+    async with SqliteStateStore(config.state_file, read_only=True) as store:
+        snapshot = await store.load_registry()
+    stored = sorted(snapshot.plugins, key=lambda p: (p.info.type, p.info.name, -p.position))
+    if as_json:
+        document = {
+            "state_file": str(config.state_file.absolute()),
+            "last_seq": snapshot.last_seq,
+            "plugins": [{"position": p.position, **p.info.model_dump(mode="json")} for p in stored],
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    print(f"state file {config.state_file.absolute()}, last event seq {snapshot.last_seq}")
+    print()
+    if not stored:
+        print("no registrations")
+        return 0
+    rows = [
+        [
+            p.info.type,
+            p.info.name,
+            p.info.alloc_id or "-",
+            p.info.version or "-",
+            p.info.connection_info.socket_path if p.info.connection_info else "-",
+        ]
+        for p in stored
+    ]
+    print(_table(["TYPE", "NAME", "ALLOC", "VERSION", "SOCKET"], rows))
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plugin-host", description="Host infrastructure plugins (Nomad-style).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default: info"
+    )
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--config", metavar="FILE", help="HCL host config (default: the built-in defaults)")
+        return sub
+
+    with_config(commands.add_parser("run", help="run the host until SIGINT or SIGTERM, showing devices live"))
+    status = with_config(commands.add_parser("status", help="ask the running host for its plugins and devices"))
+    status.add_argument("--json", action="store_true", help="print JSON")
+    state = commands.add_parser("state", help="inspect the state file")
+    state_commands = state.add_subparsers(dest="state_command", required=True)
+    show = with_config(state_commands.add_parser("show", help="print the registrations in the state file"))
+    show.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    if isinstance(exc, HclSyntaxError):
+        # The rest is the source line and a caret: useful on a terminal, noise in a one-line error.
+        lines = lines[:1]
+    return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The only exception inside (nested) exception groups, or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``plugin-host`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level, args.log_json)
+    command: Callable[[], int]
+    try:
+        config = _load_config(args.config)
+        if args.command == "run":
+            command = lambda: anyio.run(_run, config)  # noqa: E731
+        elif args.command == "status":
+            command = lambda: anyio.run(_status, config, args.json)  # noqa: E731
+        else:
+            command = lambda: anyio.run(_state_show, config, args.json)  # noqa: E731
+        return command()
+    except (PluginHostError, OSError, BaseExceptionGroup) as exc:
+        error = _leaf(exc)
+        if not isinstance(error, PluginHostError | OSError):
+            raise
+        print(f"plugin-host: {_one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1

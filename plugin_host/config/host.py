@@ -1,0 +1,224 @@
+"""The host's configuration: where state and sockets live, and which plugins run (the shape of Nomad's agent config).
+
+```hcl
+state_dir = "state"            # state file <state_dir>/plugin-host.db, admin socket <state_dir>/plugin-host.sock
+run_dir   = "state/run"        # sockets of the plugins the host serves (default <state_dir>/run)
+plugin "fs-device" {
+  config { dir = "examples/devices" }
+}
+```
+
+Relative paths are relative to the working directory. Built-in plugins have their ``config {}`` validated here, so
+a bad value fails when the file is loaded, naming the plugin and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from plugin_host.config.hcl import labeled_blocks, load_hcl_file, single_block
+from plugin_host.config.validation import ConfigModel
+from plugin_host.errors import ConfigError
+from plugin_host.fsdevice.config import FsDeviceConfig
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "HostConfig",
+    "KubeletConfig",
+    "KubeletServerConfig",
+    "PluginConfig",
+    "PluginsRegistryConfig",
+]
+
+BUILTIN_PLUGINS: Mapping[str, type[ConfigModel]] = {"fs-device": FsDeviceConfig}
+"""Plugins that run inside the host, by name, with the model of their ``config {}`` block."""
+
+STATE_FILE_NAME = "plugin-host.db"
+ADMIN_SOCKET_NAME = "plugin-host.sock"
+
+_TOP_LEVEL = ("admin_socket", "kubelet", "kubelet_server", "plugin", "plugin_dir", "plugins_registry", "run_dir")
+_TOP_LEVEL_KEYS = tuple(sorted((*_TOP_LEVEL, "state_dir")))
+_BLOCKS = ("kubelet", "kubelet_server", "plugins_registry")
+_PLUGIN_KEYS = ("args", "config")
+
+
+_NESTED = ConfigDict(frozen=True, extra="forbid")
+
+
+class PluginConfig(BaseModel):
+    """One ``plugin "NAME" { args = [...]  config { ... } }`` block."""
+
+    model_config = _NESTED
+
+    args: tuple[str, ...] = ()
+    """Command-line arguments of an external plugin's executable."""
+    config: dict[str, Any] = {}
+    """The ``config {}`` block as a plain mapping, handed to the plugin's ``set_config``."""
+
+
+class PluginsRegistryConfig(BaseModel):
+    """``plugins_registry { dir = ... }``: where CSI plugins register kubelet-style (used by a later issue)."""
+
+    model_config = _NESTED
+
+    dir: str
+
+
+class KubeletConfig(BaseModel):
+    """``kubelet { plugin_dir, namespace }``: serve the host's device plugins to a kubelet (used by a later issue)."""
+
+    model_config = _NESTED
+
+    plugin_dir: str = "/var/lib/kubelet/device-plugins"
+    namespace: str
+
+
+class KubeletServerConfig(BaseModel):
+    """``kubelet_server { plugin_dir }``: act as a kubelet for Kubernetes device plugins (used by a later issue)."""
+
+    model_config = _NESTED
+
+    plugin_dir: str
+
+
+class HostConfig(ConfigModel):
+    """Everything ``PluginHost`` needs; load it with :meth:`from_hcl_file`, :meth:`from_mapping` or :meth:`default`."""
+
+    state_dir: str = "state"
+    """Directory of the state file (``plugin-host.db``) and, by default, the admin socket."""
+    run_dir: str = ""
+    """Directory (created 0700) of the sockets of the plugins the host serves; empty means ``<state_dir>/run``."""
+    plugin_dir: str | None = None
+    """Directory of external plugin executables (launched by a later issue)."""
+    admin_socket: str = ""
+    """The admin socket ``plugin-host status`` talks to; empty means ``<state_dir>/plugin-host.sock``."""
+    plugins: dict[str, PluginConfig] = {}
+    """Configured plugins by name."""
+    plugins_registry: PluginsRegistryConfig | None = None
+    kubelet: KubeletConfig | None = None
+    kubelet_server: KubeletServerConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_paths(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        state_dir = data.get("state_dir", "state")
+        if not isinstance(state_dir, str):
+            return data
+        filled = dict(data)
+        _check_nested_keys(filled)
+        if not filled.get("run_dir"):
+            filled["run_dir"] = os.path.join(state_dir, "run")
+        if not filled.get("admin_socket"):
+            filled["admin_socket"] = os.path.join(state_dir, ADMIN_SOCKET_NAME)
+        return filled
+
+    @model_validator(mode="after")
+    def _check_plugins(self) -> Self:
+        for name, plugin in self.plugins.items():
+            if not name:
+                raise ConfigError('plugin: the label must be a non-empty plugin name, as in plugin "fs-device" {}')
+            model = BUILTIN_PLUGINS.get(name)
+            if model is not None:
+                # Validated now so a bad value fails at load time, naming the plugin and the key.
+                model.from_mapping(plugin.config, source=f'plugin "{name}" config')
+            elif self.plugin_dir is None:
+                raise ConfigError(
+                    f'plugin "{name}" is not a built-in plugin (built-ins: {", ".join(sorted(BUILTIN_PLUGINS))})'
+                    " and no plugin_dir is set to find an external plugin executable"
+                )
+        return self
+
+    @classmethod
+    def config_source(cls) -> str:
+        """How error messages name this config."""
+        return "host config"
+
+    @classmethod
+    def default(cls) -> Self:
+        """The configuration used without a config file.
+
+        State under ``state/`` and the built-in fs-device with its own defaults (files of the working directory
+        are its devices, rescanned every 5s), as upstream's example plugin behaves with an empty ``config {}``.
+        """
+        return cls(plugins={"fs-device": PluginConfig()})
+
+    @classmethod
+    def from_hcl_file(cls, path: str | os.PathLike[str]) -> Self:
+        """Load an HCL host config; every problem is a :class:`ConfigError` naming the file and the key."""
+        source = os.fspath(path)
+        data = load_hcl_file(path)
+        return cls.from_mapping(_from_hcl(data, source), source=source)
+
+    @property
+    def state_file(self) -> Path:
+        """The SQLite state file, ``<state_dir>/plugin-host.db``."""
+        return Path(self.state_dir) / STATE_FILE_NAME
+
+    @property
+    def admin_socket_path(self) -> Path:
+        """The admin socket, absolute (relative paths resolve against the working directory)."""
+        return Path(self.admin_socket).absolute()
+
+    @property
+    def run_path(self) -> Path:
+        """The directory of plugin sockets, absolute."""
+        return Path(self.run_dir).absolute()
+
+
+_NESTED_MODELS: Mapping[str, type[BaseModel]] = {
+    "plugins_registry": PluginsRegistryConfig,
+    "kubelet": KubeletConfig,
+    "kubelet_server": KubeletServerConfig,
+}
+
+
+def _unknown_keys(body: Any, model: type[BaseModel], where: str) -> None:
+    if not isinstance(body, Mapping):
+        return
+    allowed = sorted(model.model_fields)
+    unknown = sorted(str(key) for key in body if key not in model.model_fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+
+
+def _check_nested_keys(data: Mapping[str, Any]) -> None:
+    """Name unknown keys of nested blocks with the keys allowed there (pydantic alone cannot list them)."""
+    for name, model in _NESTED_MODELS.items():
+        _unknown_keys(data.get(name), model, name)
+    plugins = data.get("plugins")
+    if isinstance(plugins, Mapping):
+        for label, body in plugins.items():
+            _unknown_keys(body, PluginConfig, f'plugin "{label}"')
+
+
+def _from_hcl(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Turn the parsed HCL (blocks as lists of bodies) into the mapping :class:`HostConfig` validates."""
+    unknown = sorted(set(data) - set(_TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level block or key {unknown[0]!r}; allowed: {', '.join(_TOP_LEVEL_KEYS)}"
+        )
+    out: dict[str, Any] = {k: v for k, v in data.items() if k not in (*_BLOCKS, "plugin")}
+    plugins: dict[str, Any] = {}
+    for name, body in labeled_blocks(data, "plugin", source=source).items():
+        where = f'{source}: plugin "{name}"'
+        bad = sorted(set(body) - set(_PLUGIN_KEYS))
+        if bad:
+            raise ConfigError(f"{where}: unknown key {bad[0]!r}; allowed keys: {', '.join(_PLUGIN_KEYS)}")
+        entry: dict[str, Any] = {"config": dict(single_block(body, "config", source=where) or {})}
+        if "args" in body:
+            entry["args"] = body["args"]
+        plugins[name] = entry
+    out["plugins"] = plugins
+    for name in _BLOCKS:
+        block = single_block(data, name, source=source)
+        if block is not None:
+            out[name] = dict(block)
+    return out
