@@ -696,3 +696,25 @@ async def test_plugin_served_over_grpc_is_managed_through_its_client(short_tmp: 
     assert remote.last_error is not None
     assert "driver crashed" in remote.last_error
     assert plugin.open_fingerprints == 0
+
+
+@pytest.mark.anyio
+async def test_removing_a_plugin_during_its_restart_backoff_leaves_the_manager_working() -> None:
+    """remove_plugin while the plugin waits out its backoff stops it and nothing else: the caller and the
+    manager carry on, and another plugin can still be added."""
+    plugin, sleep = FakePlugin(), ManualSleep(gated=True)
+    plugin.push(fingerprint(group("gpu", "g1")))
+    other = FakePlugin("other")
+    other.push(fingerprint(group("npu", "n1")))
+    async with DeviceManager(stats_interval=None, sleep=sleep) as manager:
+        await manager.add_plugin("fake", plugin)
+        await wait_snapshot(manager, state_of("fake", PluginState.RUNNING))
+        plugin.push(RuntimeError("bus error"))
+        await wait_snapshot(manager, state_of("fake", PluginState.RESTARTING))
+        await manager.remove_plugin("fake")
+        assert manager.snapshot().plugins == ()
+        await manager.add_plugin("other", other)
+        snapshot = await wait_snapshot(manager, state_of("other", PluginState.RUNNING))
+        assert [p.name for p in snapshot.plugins] == ["other"]
+    reached_the_end = True
+    assert reached_the_end
