@@ -128,7 +128,7 @@ async def test_newer_schema_raises_version_error_unchanged(tmp_path: Path) -> No
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 41}")
     conn.close()
     before = path.read_bytes()
-    with pytest.raises(StateVersionError, match=f"schema version {SCHEMA_VERSION + 41}, newer than the version 1") as e:
+    with pytest.raises(StateVersionError, match=f"{SCHEMA_VERSION + 41}, newer than the version {SCHEMA_VERSION}") as e:
         async with SqliteStateStore(path):
             pass
     assert (e.value.found, e.value.supported) == (SCHEMA_VERSION + 41, SCHEMA_VERSION)

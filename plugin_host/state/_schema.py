@@ -13,7 +13,7 @@ import sqlite_utils
 
 # "PHST" (plugin-host state), stored big-endian in the SQLite header at offset 68.
 APPLICATION_ID = 0x50485354
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _v0_to_v1(db: sqlite_utils.Database) -> None:
@@ -30,7 +30,16 @@ def _v0_to_v1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["ptype", "seq"], index_name="events_by_type")  # type: ignore[union-attr]
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v0_to_v1,)
+def _v1_to_v2(db: sqlite_utils.Database) -> None:
+    # External plugin processes the launcher started, to reattach to them after a restart (one row per plugin).
+    db["plugin_processes"].create(  # type: ignore[union-attr]
+        {"name": str, "pid": int, "start_time": int, "socket_path": str, "executable": str},
+        pk="name",
+        not_null={"pid", "start_time", "socket_path", "executable"},
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v0_to_v1, _v1_to_v2)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections import deque
 
 from plugin_host.registry.models import PluginUpdateEvent
-from plugin_host.state.api import Change, EventHistory, RegistrySnapshot, StoredPlugin, Upsert
+from plugin_host.state.api import (
+    Change,
+    EventHistory,
+    PluginProcessRecord,
+    RegistrySnapshot,
+    StoredPlugin,
+    Upsert,
+)
 
 
 class MemoryStateStore:
@@ -17,6 +24,7 @@ class MemoryStateStore:
         self._plugins: dict[tuple[str, str, str], StoredPlugin] = {}
         self._events: deque[PluginUpdateEvent] = deque(maxlen=event_retention)
         self._last_seq = 0
+        self._processes: dict[str, PluginProcessRecord] = {}
 
     async def load_registry(self) -> RegistrySnapshot:
         """Every registration held and the last seq."""
@@ -37,3 +45,15 @@ class MemoryStateStore:
         events = [e for e in self._events if e.seq > since and e.info.type == ptype]
         oldest = self._events[0].seq if self._events else None
         return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq)
+
+    async def save_plugin_process(self, record: PluginProcessRecord) -> None:
+        """Keep the record of ``record.name``."""
+        self._processes[record.name] = record
+
+    async def list_plugin_processes(self) -> list[PluginProcessRecord]:
+        """Every record, sorted by name."""
+        return [self._processes[name] for name in sorted(self._processes)]
+
+    async def delete_plugin_process(self, name: str) -> None:
+        """Forget the record of ``name``."""
+        self._processes.pop(name, None)

@@ -18,7 +18,14 @@ import anyio.to_thread
 from plugin_host.errors import StateError, StateVersionError
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
 from plugin_host.state._schema import APPLICATION_ID, SCHEMA_VERSION, migrate
-from plugin_host.state.api import Change, EventHistory, RegistrySnapshot, StoredPlugin, Upsert
+from plugin_host.state.api import (
+    Change,
+    EventHistory,
+    PluginProcessRecord,
+    RegistrySnapshot,
+    StoredPlugin,
+    Upsert,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +267,52 @@ class SqliteStateStore:
                 for seq, etype, info in rows
             ]
             return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq(conn))
+
+    # --- launched plugin processes -----------------------------------------------------------------------------------
+
+    async def save_plugin_process(self, record: PluginProcessRecord) -> None:
+        """Insert or replace the record of ``record.name``; durable when this returns."""
+
+        def save() -> None:
+            self._writable(f"save plugin process {record.name!r}")
+            with self._errors("write to"):
+                self._connection().execute(
+                    "INSERT OR REPLACE INTO plugin_processes (name, pid, start_time, socket_path, executable)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (record.name, record.pid, record.start_time, record.socket_path, record.executable),
+                )
+
+        await self._run(save)
+
+    async def list_plugin_processes(self) -> list[PluginProcessRecord]:
+        """Every launched plugin process recorded, sorted by name."""
+
+        def load() -> list[PluginProcessRecord]:
+            with self._errors("read plugin processes from"):
+                rows = (
+                    self._connection()
+                    .execute(
+                        "SELECT name, pid, start_time, socket_path, executable FROM plugin_processes ORDER BY name"
+                    )
+                    .fetchall()
+                )
+            return [PluginProcessRecord(*row) for row in rows]
+
+        return await self._run(load)
+
+    async def delete_plugin_process(self, name: str) -> None:
+        """Forget the record of ``name`` (no-op when there is none)."""
+
+        def delete() -> None:
+            self._writable(f"delete plugin process {name!r}")
+            with self._errors("write to"):
+                self._connection().execute("DELETE FROM plugin_processes WHERE name = ?", (name,))
+
+        await self._run(delete)
+
+    def _writable(self, action: str) -> None:
+        if self._read_only:
+            raise StateError(f"state file {str(self._path)!r} was opened read-only; cannot {action}")
 
     # --- helpers --------------------------------------------------------------------------------------------------
 
