@@ -27,6 +27,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
+from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host.base import _convert as base_convert
@@ -158,7 +159,7 @@ class DevicePluginClient:
         status_error: Callable[[GRPCError], PluginHostError] | None = None,
     ) -> Any:
         channel = self._require_channel()
-        with map_exceptions(self._errors(rpc, status_error)):
+        with map_exceptions(self._errors(rpc, status_error)), native_cancels_undone():
             async with channel.request(
                 path, Cardinality.UNARY_UNARY, type(request), reply_type, timeout=self._timeout
             ) as stream:
@@ -181,10 +182,12 @@ class DevicePluginClient:
         error: str | None = None
         with map_exceptions(self._errors(rpc)):
             try:
-                async with channel.request(path, Cardinality.UNARY_STREAM, type(request), reply_type) as stream:
-                    await stream.send_message(request, end=True)
-                    async for message in stream:
-                        yield from_wire(message)
+                # The guard runs in the consumer's task, which is the task grpclib cancels when the plugin dies.
+                with native_cancels_undone():
+                    async with channel.request(path, Cardinality.UNARY_STREAM, type(request), reply_type) as stream:
+                        await stream.send_message(request, end=True)
+                        async for message in stream:
+                            yield from_wire(message)
             except GRPCError as exc:
                 # Nomad's server ends the stream with the plugin's error as status; its client hands that on as
                 # one last response with Error set.
