@@ -16,6 +16,7 @@ __all__ = [
     "InvalidPluginError",
     "NoDispenserError",
     "PluginHostError",
+    "PluginLaunchError",
     "PluginNotFoundError",
     "PluginProtocolError",
     "PluginRPCError",
@@ -140,3 +141,11 @@ class DeviceError(PluginHostError):
 
 class TaskNotFoundError(PluginHostError, LookupError):
     """A task driver has no task with the given id."""
+
+
+class PluginLaunchError(PluginHostError):
+    """An external plugin process could not be started, handshaken with or configured; names the plugin."""
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin

@@ -2,8 +2,11 @@
 
 ``async with PluginHost(config) as host:`` opens ``<state_dir>/plugin-host.db``, serves each configured built-in
 device plugin on ``<run_dir>/<name>.sock`` (registered as type ``device``, alloc ``"host"``), manages it with a
-:class:`~plugin_host.device.DeviceManager`, and answers ``plugin-host status`` on the admin socket. Leaving the
-block stops everything in reverse order and removes every socket file the host created.
+:class:`~plugin_host.device.DeviceManager`, and answers ``plugin-host status`` on the admin socket. With a
+``plugin_dir``, a :class:`~plugin_host.goplugin.PluginLauncher` runs each executable in it as an external device
+plugin (go-plugin) on the same DeviceManager, recording its processes in the state file. Leaving the block stops
+everything in reverse order (the external plugin processes included) and removes every socket file the host
+created.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from plugin_host.device import DeviceManager, DevicePlugin, DevicePluginClient, 
 from plugin_host.device.manager import REGISTRY_ALLOC_ID
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.fsdevice import FsDevice
+from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginInfo, Registry
 from plugin_host.state import SqliteStateStore
 
@@ -63,6 +67,7 @@ class PluginHost:
         self._close_timeout = close_timeout
         self._registry: Registry | None = None
         self._devices: DeviceManager | None = None
+        self._launcher: PluginLauncher | None = None
         self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -86,6 +91,13 @@ class PluginHost:
         if self._devices is None:
             raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
         return self._devices
+
+    @property
+    def launcher(self) -> PluginLauncher | None:
+        """The launcher of the external plugins in ``plugin_dir`` (None when no ``plugin_dir`` is set)."""
+        if self._registry is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return self._launcher
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -137,14 +149,14 @@ class PluginHost:
                 )
                 devices = await stack.enter_async_context(DeviceManager(registry=registry))
                 self._registry, self._devices = registry, devices
-                await self._reconcile(registry)
+                specs = await anyio.to_thread.run_sync(lambda: plugin_specs_from_config(config))
+                await self._reconcile(registry, external={spec.name for spec in specs})
                 run_dir = config.run_path
                 await anyio.to_thread.run_sync(lambda: run_dir.mkdir(mode=0o700, parents=True, exist_ok=True))
                 for name, plugin_config in config.plugins.items():
                     factory = BUILTIN_DEVICE_PLUGINS.get(name)
                     if factory is None:
-                        logger.warning("plugin %r: external plugins are not launched yet; skipping it", name)
-                        continue
+                        continue  # an external plugin: launched below when plugin_dir holds its executable
                     plugin = factory()
                     try:
                         await plugin.set_config(plugin_config.config)
@@ -153,6 +165,11 @@ class PluginHost:
                     socket_path = run_dir / f"{name}.sock"
                     await stack.enter_async_context(DevicePluginServer(plugin, socket_path))
                     await devices.add_plugin(name, plugin, socket_path=os.fspath(socket_path))
+                if config.plugin_dir is not None:
+                    # Left before the DeviceManager: each plugin is removed, then its process stopped (no orphans).
+                    self._launcher = await stack.enter_async_context(
+                        PluginLauncher(specs, devices=devices, state=store)
+                    )
                 await stack.enter_async_context(AdminServer(config.admin_socket_path, {"status": self._status_json}))
                 logger.info(
                     "plugin host running: state %s, admin socket %s", config.state_file, config.admin_socket_path
@@ -162,12 +179,13 @@ class PluginHost:
                 logger.info("plugin host stopping")
         finally:
             self._registry = self._devices = None
+            self._launcher = None
             self._stopped.set()
 
-    async def _reconcile(self, registry: Registry) -> None:
-        """Deregister the host's device plugins of an earlier run that are no longer configured."""
+    async def _reconcile(self, registry: Registry, *, external: set[str]) -> None:
+        """Deregister the host's device plugins of an earlier run that are no longer configured (nor launched)."""
         for info in await registry.list_plugins(PLUGIN_TYPE_DEVICE):
-            if info.name in self._config.plugins:
+            if info.name in self._config.plugins or info.name in external:
                 continue
             try:
                 await registry.plugin_for_alloc(PLUGIN_TYPE_DEVICE, info.name, REGISTRY_ALLOC_ID)

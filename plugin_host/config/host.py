@@ -94,7 +94,7 @@ class HostConfig(ConfigModel):
     run_dir: str = ""
     """Directory (created 0700) of the sockets of the plugins the host serves; empty means ``<state_dir>/run``."""
     plugin_dir: str | None = None
-    """Directory of external plugin executables (launched by a later issue)."""
+    """Directory of external plugin executables, each launched as a go-plugin device plugin named after its file."""
     admin_socket: str = ""
     """The admin socket ``plugin-host status`` talks to; empty means ``<state_dir>/plugin-host.sock``."""
     plugins: dict[str, PluginConfig] = {}

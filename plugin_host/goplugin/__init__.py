@@ -16,6 +16,12 @@ from plugin_host.goplugin.handshake import MAGIC_COOKIE_VALUE as MAGIC_COOKIE_VA
 from plugin_host.goplugin.handshake import Handshake as Handshake
 from plugin_host.goplugin.handshake import format_handshake as format_handshake
 from plugin_host.goplugin.handshake import parse_handshake as parse_handshake
+from plugin_host.goplugin.launcher import LaunchState as LaunchState
+from plugin_host.goplugin.launcher import LaunchStatus as LaunchStatus
+from plugin_host.goplugin.launcher import PluginLauncher as PluginLauncher
+from plugin_host.goplugin.launcher import PluginSpec as PluginSpec
+from plugin_host.goplugin.launcher import plugin_specs_from_config as plugin_specs_from_config
+from plugin_host.goplugin.launcher import plugin_specs_from_dir as plugin_specs_from_dir
 from plugin_host.goplugin.serve import aserve_device_plugin as aserve_device_plugin
 from plugin_host.goplugin.serve import serve_device_plugin as serve_device_plugin
 
@@ -25,8 +31,14 @@ __all__ = [
     "MAGIC_COOKIE_KEY",
     "MAGIC_COOKIE_VALUE",
     "Handshake",
+    "LaunchState",
+    "LaunchStatus",
+    "PluginLauncher",
+    "PluginSpec",
     "aserve_device_plugin",
     "format_handshake",
     "parse_handshake",
+    "plugin_specs_from_config",
+    "plugin_specs_from_dir",
     "serve_device_plugin",
 ]

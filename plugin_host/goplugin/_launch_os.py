@@ -1,0 +1,196 @@
+"""Operating-system primitives of the launcher: spawn, identify, watch, signal and reap a plugin process (Linux).
+
+Processes are spawned with ``os.posix_spawn`` and watched through a pidfd rather than through ``asyncio``'s
+subprocess transports: a transport kills its child when it is collected, and a plugin must be able to outlive the
+launcher that started it (reattach), and be watched by a launcher that did not start it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+__all__ = [
+    "LineReader",
+    "Spawned",
+    "exit_code",
+    "open_pidfd",
+    "pidfd_exited",
+    "process_start_time",
+    "signal_process",
+    "spawn",
+    "wait_exit",
+    "wait_pidfd",
+]
+
+
+@dataclass
+class Spawned:
+    """A started process and the read ends of its stdout and stderr pipes (non-blocking)."""
+
+    pid: int
+    stdout: int
+    stderr: int
+
+
+def spawn(executable: str, args: Sequence[str], env: Mapping[str, str]) -> Spawned:
+    """Start ``executable`` in its own session (a Ctrl-C aimed at the host does not reach it), stdin /dev/null."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            executable,
+            [executable, *args],
+            dict(env),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+            setsid=True,
+        )
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    os.set_blocking(out_r, False)
+    os.set_blocking(err_r, False)
+    return Spawned(pid=pid, stdout=out_r, stderr=err_r)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks since boot), or None when no live process.
+
+    A zombie counts as gone. Together with the pid, the start time identifies a process: a reused pid has another.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses; the fields after its last ')' are fixed.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def signal_process(pid: int, signum: signal.Signals) -> bool:
+    """Send ``signum``; False when the process is already gone."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def exit_code(pid: int) -> int | None:
+    """Reap ``pid`` if it is an exited child of ours; its exit code (negative: killed by that signal), else None."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if reaped == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def open_pidfd(pid: int, start_time: int | None = None) -> int | None:
+    """A pidfd for ``pid`` (child or not), or None when it is gone or (``start_time`` given) is another process.
+
+    The start time is checked after the pidfd is open, so the pidfd surely refers to the process that was checked.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if start_time is not None and process_start_time(pid) != start_time:
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def pidfd_exited(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has exited (a pidfd turns readable then), without waiting."""
+    readable, _, _ = select.select([pidfd], [], [], 0)
+    return bool(readable)
+
+
+async def wait_pidfd(pidfd: int) -> None:
+    """Wait until the process of ``pidfd`` exits.
+
+    Waits on a duplicate of the fd, so several tasks may wait for the same process at once (the event loop allows
+    one reader per fd number) and the caller's fd is never closed under another waiter.
+    """
+    fd = os.dup(pidfd)
+    try:
+        await anyio.wait_readable(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            anyio.notify_closing(fd)
+        os.close(fd)
+
+
+async def wait_exit(pid: int) -> int | None:
+    """Wait until ``pid`` exits (child or not) and return its exit code when it was our child (reaped here)."""
+    pidfd = open_pidfd(pid)
+    if pidfd is None:
+        return exit_code(pid)
+    try:
+        await wait_pidfd(pidfd)
+    finally:
+        os.close(pidfd)
+    # Readable means the process has exited: a child of ours is a zombie now and reaps at once.
+    return exit_code(pid)
+
+
+class LineReader:
+    """Lines from a non-blocking pipe fd; ``None`` at end of file. Owns the fd (``close()``)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def readline(self) -> bytes | None:
+        """The next line without its newline, or None at EOF (a last unterminated line is returned first)."""
+        while True:
+            index = self._buffer.find(b"\n")
+            if index >= 0:
+                line = bytes(self._buffer[:index])
+                del self._buffer[: index + 1]
+                return line
+            if self._eof or self._fd is None:
+                if self._buffer:
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    return line
+                return None
+            await anyio.wait_readable(self._fd)
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                chunk = b""
+            if not chunk:
+                self._eof = True
+            self._buffer += chunk
+
+    def close(self) -> None:
+        """Close the fd (waiters must be cancelled first)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

@@ -1,0 +1,294 @@
+"""One plugin process: started with the go-plugin handshake, or reattached by pid; stopped gracefully, then by force.
+
+go-plugin's ``Client.Start`` and ``Client.Kill``: the process gets the magic cookie and the accepted versions in its
+environment, must print its handshake line on stdout within the start timeout, and is asked to exit through
+``GRPCController/Shutdown`` before it is signalled (here SIGTERM, then SIGKILL, each wait bounded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import stat
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import anyio
+from anyio.abc import TaskGroup
+
+from plugin_host.errors import PluginHostError, PluginLaunchError
+from plugin_host.goplugin._launch_os import (
+    LineReader,
+    exit_code,
+    open_pidfd,
+    pidfd_exited,
+    process_start_time,
+    signal_process,
+    spawn,
+    wait_pidfd,
+)
+from plugin_host.goplugin._launch_rpc import shutdown
+from plugin_host.goplugin._launch_spec import PluginSpec
+from plugin_host.goplugin._launch_stderr import StderrForwarder, plugin_logger
+from plugin_host.goplugin.handshake import (
+    APP_PROTOCOL_VERSION,
+    CORE_PROTOCOL_VERSION,
+    ENV_MAX_PORT,
+    ENV_MIN_PORT,
+    PROTOCOL_GRPC,
+    handshake_env,
+    parse_handshake,
+)
+from plugin_host.state.api import PluginProcessRecord
+
+__all__ = ["PluginProcess", "remove_socket", "signal_group"]
+
+logger = logging.getLogger(__name__)
+
+# go-plugin's defaults for ClientConfig.MinPort/MaxPort (only used by plugins listening on TCP).
+_MIN_PORT, _MAX_PORT = 10000, 25000
+
+
+class PluginProcess:
+    """``async with PluginProcess(spec, ...) as proc:`` starts the plugin (or reattaches to ``reattach``).
+
+    Entering raises :class:`PluginLaunchError` naming the plugin when the process does not start or its handshake
+    is wrong; the process is killed then. Leaving stops the process unless :meth:`detach` was called.
+    """
+
+    def __init__(
+        self,
+        spec: PluginSpec,
+        *,
+        start_timeout: float,
+        shutdown_timeout: float,
+        kill_timeout: float,
+        socket_dir: str | None = None,
+        reattach: PluginProcessRecord | None = None,
+    ) -> None:
+        self.spec = spec
+        self._start_timeout = start_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._kill_timeout = kill_timeout
+        self._socket_dir = socket_dir
+        self._reattach = reattach
+        self.pid = 0
+        self.start_time = 0
+        self.socket_path = ""
+        self.exit_code: int | None = None
+        self._exited = anyio.Event()
+        self._stderr_done = anyio.Event()
+        self._stderr = StderrForwarder(spec.name)
+        self._readers: list[LineReader] = []
+        self._tg: TaskGroup | None = None
+        self._detached = False
+        # Watched and waited on through a pidfd, which keeps naming this process even after its pid is reused,
+        # and works for a process that is not our child (reattached).
+        self._pidfd: int | None = None
+
+    @property
+    def reattached(self) -> bool:
+        """Whether this process was found running instead of started."""
+        return self._reattach is not None
+
+    @property
+    def exited(self) -> bool:
+        """Whether the process has exited."""
+        if not self._exited.is_set() and self._pidfd is not None and pidfd_exited(self._pidfd):
+            self._on_exit()
+        return self._exited.is_set()
+
+    def record(self) -> PluginProcessRecord:
+        """What the state file keeps to reattach to this process later (go-plugin's ``ReattachConfig``)."""
+        return PluginProcessRecord(
+            name=self.spec.name,
+            pid=self.pid,
+            start_time=self.start_time,
+            socket_path=self.socket_path,
+            executable=os.fspath(self.spec.executable),
+        )
+
+    def detach(self) -> None:
+        """Leave the process running when the block is left (what a killed host leaves behind, to reattach to)."""
+        self._detached = True
+
+    async def wait(self) -> int | None:
+        """Wait until the process exits; its exit code when we started it (None for a reattached process)."""
+        await self._exited.wait()
+        return self.exit_code
+
+    # --- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            if self._reattach is not None:
+                self._attach(self._reattach)
+            else:
+                await self._start(tg)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._stop()
+            await self._close(tg)
+            if isinstance(exc, OSError) and not isinstance(exc, PluginHostError):
+                raise self._error(f"cannot be started: {exc}") from exc
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        if not self._detached:
+            with anyio.CancelScope(shield=True):
+                await self._stop()
+        await self._close(tg)
+
+    async def _close(self, tg: TaskGroup) -> None:
+        tg.cancel_scope.cancel()
+        await tg.__aexit__(None, None, None)
+        for reader in self._readers:
+            reader.close()
+        pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
+
+    # --- start ----------------------------------------------------------------------------------------------------
+
+    def _error(self, what: str) -> PluginLaunchError:
+        return PluginLaunchError(f"plugin {self.spec.name!r} ({self.spec.executable}) {what}", plugin=self.spec.name)
+
+    async def _start(self, tg: TaskGroup) -> None:
+        env = {
+            **os.environ,
+            ENV_MIN_PORT: str(_MIN_PORT),
+            ENV_MAX_PORT: str(_MAX_PORT),
+            **handshake_env(unix_socket_dir=self._socket_dir),
+        }
+        spawned = spawn(os.fspath(self.spec.executable), self.spec.args, env)
+        self.pid = spawned.pid
+        # Our unreaped child cannot be gone yet: this pidfd surely names it.
+        self._pidfd = open_pidfd(spawned.pid)
+        self.start_time = process_start_time(spawned.pid) or 0
+        stdout, stderr = LineReader(spawned.stdout), LineReader(spawned.stderr)
+        self._readers += [stdout, stderr]
+        tg.start_soon(self._watch_exit)
+        tg.start_soon(self._forward_stderr, stderr)
+        with anyio.move_on_after(self._start_timeout) as scope:
+            line = await stdout.readline()
+        if scope.cancelled_caught:
+            raise self._error(
+                f"printed no handshake within the start timeout of {self._start_timeout:g}s;"
+                f" stderr: {self._stderr.tail()}"
+            )
+        if line is None:
+            with anyio.move_on_after(2):
+                await self._exited.wait()
+                await self._stderr_done.wait()
+            code = "unknown" if self.exit_code is None else str(self.exit_code)
+            raise self._error(
+                f"exited with code {code} before its handshake (expected a line like"
+                f" {CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|/path/plugin.sock|grpc on stdout);"
+                f" stderr: {self._stderr.tail()}"
+            )
+        text = line.decode("utf-8", "replace").strip()
+        try:
+            handshake = parse_handshake(text)
+        except PluginHostError as exc:
+            raise self._error(f"sent an invalid handshake: {exc}") from exc
+        if handshake.network != "unix":
+            raise self._error(
+                f"listens on network {handshake.network!r} ({handshake.address}); expected 'unix' (a socket path)"
+            )
+        if handshake.protocol != PROTOCOL_GRPC:
+            raise self._error(f"speaks protocol {handshake.protocol!r}; expected {PROTOCOL_GRPC!r}")
+        if not _is_socket(handshake.address):
+            raise self._error(f"announced socket {handshake.address!r}, which does not exist or is not a socket")
+        self.socket_path = handshake.address
+        tg.start_soon(self._drain_stdout, stdout)
+
+    def _attach(self, record: PluginProcessRecord) -> None:
+        # Not our child (its host is gone), so there is no pidfd from spawn and waitpid cannot wait for it.
+        self._pidfd = open_pidfd(record.pid, record.start_time)
+        if self._pidfd is None:
+            raise self._error(f"process {record.pid} of an earlier run is gone (or its pid was reused)")
+        self.pid, self.start_time, self.socket_path = record.pid, record.start_time, record.socket_path
+        assert self._tg is not None
+        self._tg.start_soon(self._watch_exit)
+        # Its stdout and stderr were pipes to the host that started it; nothing of them is left to forward.
+        self._stderr_done.set()
+
+    async def _watch_exit(self) -> None:
+        # Only a real exit sets _exited: a cancelled watcher must not make _stop believe the process is gone.
+        assert self._pidfd is not None
+        await wait_pidfd(self._pidfd)
+        self._on_exit()
+
+    def _on_exit(self) -> None:
+        if not self._exited.is_set():
+            self.exit_code = exit_code(self.pid)  # reaps it when it is our child; None otherwise
+            self._exited.set()
+
+    async def _wait_exited(self, limit: float) -> None:
+        assert self._pidfd is not None
+        with anyio.move_on_after(limit):
+            await wait_pidfd(self._pidfd)
+        _ = self.exited
+
+    async def _forward_stderr(self, reader: LineReader) -> None:
+        try:
+            while (line := await reader.readline()) is not None:
+                self._stderr.feed(line)
+        finally:
+            self._stderr_done.set()
+
+    async def _drain_stdout(self, reader: LineReader) -> None:
+        out = plugin_logger(self.spec.name)
+        while (line := await reader.readline()) is not None:
+            out.debug("stdout: %s", line.decode("utf-8", "replace"))
+
+    # --- stop -----------------------------------------------------------------------------------------------------
+
+    async def _stop(self) -> None:
+        """Shutdown RPC, then SIGTERM, then SIGKILL (to the process group), each wait bounded; remove the socket."""
+        if self._pidfd is not None and not self.exited:
+            if self.socket_path and await shutdown(self.socket_path, limit=self._shutdown_timeout):
+                await self._wait_exited(self._shutdown_timeout)
+            for signum in (signal.SIGTERM, signal.SIGKILL):
+                if self.exited:
+                    break
+                # The pidfd says the leader still runs, so its pid is still its process group's id.
+                signal_group(self.pid, signum)
+                await self._wait_exited(self._kill_timeout)
+            if not self.exited:
+                logger.error("plugin %r (pid %d) did not exit after SIGKILL", self.spec.name, self.pid)
+        if self.socket_path and self.exited:
+            remove_socket(self.socket_path)
+
+
+def signal_group(pid: int, signum: signal.Signals) -> None:
+    # The plugin leads its own session, so its group also holds any children it started (a wrapper script's).
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        signal_process(pid, signum)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(Path(path).stat().st_mode)
+    except OSError:
+        return False
+
+
+def remove_socket(path: str) -> None:
+    """Remove a socket a dead plugin left behind (a plugin killed by SIGKILL cannot remove its own)."""
+    with contextlib.suppress(FileNotFoundError):
+        if _is_socket(path):
+            os.unlink(path)
