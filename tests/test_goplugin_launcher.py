@@ -13,11 +13,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from plugin_host.device import DeviceManager
+from plugin_host.device import Device, DeviceManager
 from plugin_host.errors import ConfigError
 from plugin_host.goplugin._launch_os import process_start_time
 from plugin_host.goplugin.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec, plugin_specs_from_dir
-from plugin_host.registry import PLUGIN_TYPE_DEVICE, Registry
+from plugin_host.registry import PLUGIN_TYPE_DEVICE, EventType, Registry
 from plugin_host.state import MemoryStateStore, SqliteStateStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,22 @@ def _fs_spec(plugin_dir: Path, devices_dir: Path) -> list[PluginSpec]:
     return plugin_specs_from_dir(plugin_dir, {"fsdev": ((), {"dir": str(devices_dir), "list_period": "1s"})})
 
 
+async def _wait_health(devices: DeviceManager, *, healthy: bool) -> list[Device]:
+    """Wait until the manager lists devices and every one has the given health; return them."""
+
+    def current() -> list[Device] | None:
+        found = [d for p in devices.snapshot().plugins for g in p.groups for d in g.devices]
+        return found if found and all(d.healthy is healthy for d in found) else None
+
+    async with devices.subscribe() as changes:
+        if (found := current()) is not None:
+            return found
+        async for _ in changes:
+            if (found := current()) is not None:
+                return found
+    raise AssertionError("the device manager closed")
+
+
 async def _wait_devices(devices: DeviceManager, count: int) -> None:
     async with devices.subscribe() as changes:
         if sum(len(g.devices) for p in devices.snapshot().plugins for g in p.groups) >= count:
@@ -160,12 +176,25 @@ async def test_fsdevice_launched_restarted_and_stopped(short_tmp: Path) -> None:
             first = await launcher.wait_for("fsdev", running)
             await _wait_devices(devices, 2)
         assert [p.name for p in await registry.list_plugins(PLUGIN_TYPE_DEVICE)] == ["fsdev"]
+        reservation = await devices.reserve("nomad/file/mock", ["b"])
+        assert [(m.task_path, m.host_path) for m in reservation.mounts] == [
+            ("/tmp/task-mounts/b", str(short_tmp / "devs" / "b"))
+        ]
         assert first.pid is not None
         assert first.socket_path is not None
-        os.kill(first.pid, signal.SIGKILL)
-        with anyio.fail_after(30):
-            second = await launcher.wait_for("fsdev", lambda s: running(s) and s.pid != first.pid)
-            await _wait_devices(devices, 2)
+        async with registry.subscribe(PLUGIN_TYPE_DEVICE) as events:
+            os.kill(first.pid, signal.SIGKILL)
+            with anyio.fail_after(30):
+                down = await _wait_health(devices, healthy=False)
+                second = await launcher.wait_for("fsdev", lambda s: running(s) and s.pid != first.pid)
+                up = await _wait_health(devices, healthy=True)
+                seen = [await events.__anext__() for _ in range(2)]
+        assert sorted(d.id for d in down) == ["a", "b"]
+        assert all("restarting" in d.health_description for d in down)
+        assert sorted(d.id for d in up) == ["a", "b"]
+        assert [e.event_type for e in seen] == [EventType.DEREGISTERED, EventType.REGISTERED]
+        assert seen[1].info.connection_info is not None
+        assert seen[1].info.connection_info.socket_path == second.socket_path
         assert second.restarts == 1
         assert "exited" in (second.last_error or "")
         assert second.pid is not None

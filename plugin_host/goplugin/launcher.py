@@ -43,7 +43,7 @@ from anyio.abc import TaskGroup
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE
 from plugin_host.device import DeviceManager, DevicePluginClient
 from plugin_host.device._manager_backoff import Backoff, check_backoff
-from plugin_host.errors import ConfigError, PluginHostError, PluginLaunchError
+from plugin_host.errors import ConfigError, PluginHostError, PluginLaunchError, PluginNotFoundError
 from plugin_host.goplugin._launch_os import process_start_time, wait_exit
 from plugin_host.goplugin._launch_process import PluginProcess, remove_socket, signal_group
 from plugin_host.goplugin._launch_rpc import health_status
@@ -134,6 +134,9 @@ class PluginLauncher:
         self._status = {spec.name: LaunchStatus(name=spec.name) for spec in specs}
         self._changed = anyio.Event()
         self._leave_running = False
+        # Plugins handed to the DeviceManager, with their clients; those whose process died are also in _crashed.
+        self._live: dict[str, DevicePluginClient] = {}
+        self._crashed: set[str] = set()
         self._tg: TaskGroup | None = None
         self._lifecycle = "new"
 
@@ -193,6 +196,12 @@ class PluginLauncher:
     # --- one plugin -----------------------------------------------------------------------------------------------
 
     async def _supervise(self, spec: PluginSpec, record: PluginProcessRecord | None) -> None:
+        try:
+            await self._relaunch_forever(spec, record)
+        finally:
+            await self._retire(spec.name)  # a crashed plugin waiting out its backoff leaves the DeviceManager too
+
+    async def _relaunch_forever(self, spec: PluginSpec, record: PluginProcessRecord | None) -> None:
         initial, maximum, reset_after = self._backoff
         backoff = Backoff(initial, maximum)
         first = True
@@ -232,11 +241,21 @@ class PluginLauncher:
                 stack.callback(lambda: proc.detach() if self._leave_running else None)
                 if self._state is not None and not proc.reattached:
                     await self._state.save_plugin_process(proc.record())
-                client = await stack.enter_async_context(DevicePluginClient(proc.socket_path))
-                await self._connect(spec, proc, client)
-                await self._devices.add_plugin(spec.name, client, socket_path=proc.socket_path)
-                # Removed (and deregistered) before its client closes and its process stops: LIFO exit.
-                stack.push_async_callback(self._remove, spec.name)
+                # Not on the stack: once handed over, the client lives as long as the DeviceManager entry.
+                client = DevicePluginClient(proc.socket_path)
+                await client.__aenter__()
+                try:
+                    await self._connect(spec, proc, client)
+                    # A crashed incarnation stayed in the DeviceManager (devices unhealthy, as Nomad shows them while
+                    # it relaunches) until now: swap it out, so the registry sees it deregistered and registered again.
+                    await self._retire(spec.name)
+                    await self._devices.add_plugin(spec.name, client, socket_path=proc.socket_path)
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await client.__aexit__(None, None, None)
+                    raise
+                self._live[spec.name] = client
+                stack.push_async_callback(self._retire_unless_crashed, spec.name)
                 how = "reattached to" if proc.reattached else "started"
                 logger.info("external plugin %r %s (pid %d, socket %s)", spec.name, how, proc.pid, proc.socket_path)
                 self._update(
@@ -247,6 +266,7 @@ class PluginLauncher:
                     reattached=proc.reattached,
                 )
                 code = await proc.wait()
+                self._crashed.add(spec.name)
                 reason = f"plugin {spec.name!r} (pid {proc.pid}) exited" + (
                     f" with code {code}" if code is not None else ""
                 )
@@ -259,9 +279,24 @@ class PluginLauncher:
                 if not self._leave_running:
                     self._update(spec.name, state=LaunchState.STOPPED, pid=None, socket_path=None)
 
-    async def _remove(self, name: str) -> None:
+    async def _retire(self, name: str) -> None:
+        """Remove ``name``'s DeviceManager entry (deregistering it) and close its client, if it has one."""
         with anyio.CancelScope(shield=True):
-            await self._devices.remove_plugin(name)
+            client = self._live.pop(name, None)
+            self._crashed.discard(name)
+            if client is None:
+                return
+            try:
+                await self._devices.remove_plugin(name)
+            except PluginNotFoundError:
+                pass  # the DeviceManager already shut down
+            finally:
+                await client.__aexit__(None, None, None)
+
+    async def _retire_unless_crashed(self, name: str) -> None:
+        # A crashed plugin keeps its (unhealthy) devices until its next incarnation replaces it, or the launcher ends.
+        if name not in self._crashed:
+            await self._retire(name)
 
     async def _connect(self, spec: PluginSpec, proc: PluginProcess, client: DevicePluginClient) -> None:
         """Health SERVING, PluginInfo of type device, SetConfig; each failure a PluginLaunchError naming the plugin."""
