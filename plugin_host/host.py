@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
@@ -21,6 +20,7 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from plugin_host._builtins import BUILTIN_PLUGINS
 from plugin_host._version import __version__
 from plugin_host.admin import (
     AdminServer,
@@ -31,19 +31,17 @@ from plugin_host.admin import (
     check_not_running,
 )
 from plugin_host.config.host import HostConfig
-from plugin_host.device import DeviceManager, DevicePlugin, DevicePluginClient, DevicePluginServer, PluginSnapshot
+from plugin_host.device import DeviceManager, DevicePluginClient, DevicePluginServer, PluginSnapshot
 from plugin_host.device.manager import REGISTRY_ALLOC_ID
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
-from plugin_host.fsdevice import FsDevice
 from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginInfo, Registry
 from plugin_host.state import SqliteStateStore
 
-__all__ = ["BUILTIN_DEVICE_PLUGINS", "PluginHost"]
+__all__ = ["PluginHost"]
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_DEVICE_PLUGINS: Mapping[str, Callable[[], DevicePlugin]] = {"fs-device": FsDevice}
 """Device plugins that run inside the host process, by the name a ``plugin "NAME"`` block uses."""
 
 
@@ -154,10 +152,10 @@ class PluginHost:
                 run_dir = config.run_path
                 await anyio.to_thread.run_sync(lambda: run_dir.mkdir(mode=0o700, parents=True, exist_ok=True))
                 for name, plugin_config in config.plugins.items():
-                    factory = BUILTIN_DEVICE_PLUGINS.get(name)
-                    if factory is None:
+                    builtin = BUILTIN_PLUGINS.get(name)
+                    if builtin is None:
                         continue  # an external plugin: launched below when plugin_dir holds its executable
-                    plugin = factory()
+                    plugin = builtin.factory()
                     try:
                         await plugin.set_config(plugin_config.config)
                     except ConfigError as exc:

@@ -21,13 +21,12 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from plugin_host._builtins import BUILTIN_PLUGINS
 from plugin_host.config.hcl import labeled_blocks, load_hcl_file, single_block
 from plugin_host.config.validation import ConfigModel
 from plugin_host.errors import ConfigError
-from plugin_host.fsdevice.config import FsDeviceConfig
 
 __all__ = [
-    "BUILTIN_PLUGINS",
     "HostConfig",
     "KubeletConfig",
     "KubeletServerConfig",
@@ -35,7 +34,6 @@ __all__ = [
     "PluginsRegistryConfig",
 ]
 
-BUILTIN_PLUGINS: Mapping[str, type[ConfigModel]] = {"fs-device": FsDeviceConfig}
 """Plugins that run inside the host, by name, with the model of their ``config {}`` block."""
 
 STATE_FILE_NAME = "plugin-host.db"
@@ -124,7 +122,8 @@ class HostConfig(ConfigModel):
         for name, plugin in self.plugins.items():
             if not name:
                 raise ConfigError('plugin: the label must be a non-empty plugin name, as in plugin "fs-device" {}')
-            model = BUILTIN_PLUGINS.get(name)
+            builtin = BUILTIN_PLUGINS.get(name)
+            model = builtin.config if builtin is not None else None
             if model is not None:
                 # Validated now so a bad value fails at load time, naming the plugin and the key.
                 model.from_mapping(plugin.config, source=f'plugin "{name}" config')

@@ -363,7 +363,7 @@ def plugin_specs_from_config(config: HostConfig) -> list[PluginSpec]:
     """
     if config.plugin_dir is None:
         return []
-    from plugin_host.config.host import BUILTIN_PLUGINS
+    from plugin_host._builtins import BUILTIN_PLUGINS
 
     configured = {name: (plugin.args, plugin.config) for name, plugin in config.plugins.items()}
     return plugin_specs_from_dir(config.plugin_dir, configured, skip=frozenset(BUILTIN_PLUGINS))
