@@ -141,7 +141,8 @@ class FsDevice:
         """
         parsed = FsDeviceConfig.coerce(config)
         self._settings = await anyio.to_thread.run_sync(_settings_for, parsed)
-        logger.info("fs-device: config set: %s", parsed.model_dump())
+        # Named fields only: a plugin config can carry secrets, so it is never logged whole.
+        logger.info("fs-device: watching %s every %s", parsed.dir, parsed.model_dump()["list_period"])
 
     def _require_settings(self) -> _Settings:
         if self._settings is None:
