@@ -17,7 +17,7 @@ import anyio
 from plugin_host.errors import ConfigError, SocketInUseError
 from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX as _MAX_SOCKET_PATH
 
-__all__ = ["bind_unix_socket", "claim_socket_path", "is_served"]
+__all__ = ["bind_unix_socket", "claim_socket_path", "is_served", "remove_socket_if_ours"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +79,14 @@ def bind_unix_socket(path: Path) -> socket.socket:
         exc.add_note(f"while binding Unix socket {str(path)!r}")
         raise
     return sock
+
+
+def remove_socket_if_ours(path: Path, inode: int | None) -> None:
+    """Unlink ``path`` only if it is still the socket we bound (same inode): a successor may have claimed it since."""
+    if inode is None:
+        return
+    try:
+        if path.stat().st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass

@@ -19,7 +19,7 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup, UNIXSocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from plugin_host._sockets import claim_socket_path
+from plugin_host._sockets import claim_socket_path, remove_socket_if_ours
 from plugin_host.errors import (
     PluginHostError,
     PluginProtocolError,
@@ -165,12 +165,7 @@ class AdminServer:
             self._remove_socket()
 
     def _remove_socket(self) -> None:
-        # Only the file this server bound: a successor may have claimed the path since.
-        try:
-            if self._path.stat().st_ino == self._inode:
-                self._path.unlink()
-        except FileNotFoundError:
-            pass
+        remove_socket_if_ours(self._path, self._inode)
 
     async def _handle(self, stream: SocketStream) -> None:
         async with stream:

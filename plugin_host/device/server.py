@@ -23,7 +23,7 @@ from grpclib.server import Server, Stream
 
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
-from plugin_host._sockets import bind_unix_socket, claim_socket_path
+from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_socket_if_ours
 from plugin_host.base import _convert as base_convert
 from plugin_host.base.api import BasePlugin
 from plugin_host.device import _convert as convert
@@ -278,10 +278,5 @@ class DevicePluginServer:
             self._remove_socket()
 
     def _remove_socket(self) -> None:
-        # Only remove the file we bound: another server may have claimed the path since.
-        try:
-            if self._path.stat().st_ino == self._inode:
-                self._path.unlink()
-        except FileNotFoundError:
-            pass
+        remove_socket_if_ours(self._path, self._inode)
         self._inode = None
