@@ -16,18 +16,18 @@ last response with ``error`` set to the plugin's message, then stops.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import msgpack
 from grpclib.client import Channel
-from grpclib.const import Cardinality, Status
-from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.const import Cardinality
+from grpclib.exceptions import GRPCError
 
 from plugin_host._grpc_cancel import native_cancels_undone
+from plugin_host._grpc_client import ExceptionMapping, grpc_errors, map_exceptions, status_text, unary_call
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host.base import _convert as base_convert
@@ -39,41 +39,14 @@ from plugin_host.errors import (
     ConfigError,
     DeviceError,
     PluginHostError,
-    PluginProtocolError,
-    PluginRPCError,
-    PluginTimeoutError,
-    PluginUnavailableError,
 )
 
-__all__ = ["DEVICE_API_VERSION", "DevicePluginClient", "map_exceptions"]
+__all__ = ["DEVICE_API_VERSION", "DevicePluginClient"]
 
 # The only device plugin API version Nomad defines (plugins/device/versions.go).
 DEVICE_API_VERSION = "v0.1.0"
 
 _T = TypeVar("_T")
-
-ExceptionMapping = Mapping[type[Exception], Callable[[Any], PluginHostError]]
-
-
-@contextmanager
-def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
-    """Re-raise the first matching exception type as the error its factory builds (``raise new from exc``).
-
-    Our own errors pass through untouched; cancellation is not an ``Exception`` and is never caught.
-    """
-    try:
-        yield
-    except PluginHostError:
-        raise
-    except Exception as exc:
-        for source, factory in mapping.items():
-            if isinstance(exc, source):
-                raise factory(exc) from exc
-        raise
-
-
-def _status_text(exc: GRPCError) -> str:
-    return exc.message or exc.status.name
 
 
 class DevicePluginClient:
@@ -119,29 +92,12 @@ class DevicePluginClient:
 
     # --- error translation ----------------------------------------------------------------------------------------
 
-    def _errors(self, rpc: str, status_error: Callable[[GRPCError], PluginHostError] | None = None) -> ExceptionMapping:
-        where = f"device plugin at {str(self._path)!r}"
+    @property
+    def _where(self) -> str:
+        return f"device plugin at {str(self._path)!r}"
 
-        def from_status(exc: GRPCError) -> PluginHostError:
-            text = _status_text(exc)
-            if exc.status is Status.DEADLINE_EXCEEDED:
-                return PluginTimeoutError(f"{rpc} on {where} missed its deadline: {text}")
-            if exc.status is Status.UNAVAILABLE:
-                return PluginUnavailableError(f"{where} is unavailable during {rpc}: {text}")
-            if status_error is not None:
-                return status_error(exc)
-            return PluginRPCError(
-                f"{rpc} on {where} failed with {exc.status.name}: {text}", code=exc.status.name, rpc_message=exc.message
-            )
-
-        # TimeoutError is an OSError: it must come first.
-        return {
-            GRPCError: from_status,
-            TimeoutError: lambda exc: PluginTimeoutError(f"{rpc} on {where} did not finish within {self._timeout}s"),
-            OSError: lambda exc: PluginUnavailableError(f"{where} is unreachable during {rpc}: {exc}"),
-            StreamTerminatedError: lambda exc: PluginUnavailableError(f"{where} dropped the call {rpc}: {exc}"),
-            ProtocolError: lambda exc: PluginUnavailableError(f"{where} broke the gRPC protocol in {rpc}: {exc}"),
-        }
+    def _errors(self, rpc: str) -> ExceptionMapping:
+        return grpc_errors(rpc, self._where, self._timeout)
 
     def _require_channel(self) -> Channel:
         if self._channel is None:
@@ -158,16 +114,16 @@ class DevicePluginClient:
         reply_type: type[Any],
         status_error: Callable[[GRPCError], PluginHostError] | None = None,
     ) -> Any:
-        channel = self._require_channel()
-        with map_exceptions(self._errors(rpc, status_error)), native_cancels_undone():
-            async with channel.request(
-                path, Cardinality.UNARY_UNARY, type(request), reply_type, timeout=self._timeout
-            ) as stream:
-                await stream.send_message(request, end=True)
-                reply = await stream.recv_message()
-        if reply is None:
-            raise PluginProtocolError(f"{rpc} on device plugin at {str(self._path)!r}: no reply message, expected one")
-        return reply
+        return await unary_call(
+            self._require_channel(),
+            rpc,
+            path,
+            request,
+            reply_type,
+            where=self._where,
+            timeout=self._timeout,
+            status_error=status_error,
+        )
 
     async def _server_stream(
         self,
@@ -191,7 +147,7 @@ class DevicePluginClient:
             except GRPCError as exc:
                 # Nomad's server ends the stream with the plugin's error as status; its client hands that on as
                 # one last response with Error set.
-                error = _status_text(exc)
+                error = status_text(exc)
         if error is not None:
             yield error_response(error)
 
@@ -246,7 +202,7 @@ class DevicePluginClient:
 
         def refused(exc: GRPCError) -> PluginHostError:
             return DeviceError(
-                f"device plugin at {str(self._path)!r} could not reserve devices {ids}: {_status_text(exc)}"
+                f"device plugin at {str(self._path)!r} could not reserve devices {ids}: {status_text(exc)}"
             )
 
         reply = await self._unary(
