@@ -323,6 +323,21 @@ async def test_server_exit_closes_open_plugin_streams(short_tmp: Path) -> None:
         await stream.aclose()
 
 
+async def test_server_exit_ends_the_clients_open_stream(short_tmp: Path) -> None:
+    """Leaving the server's block ends a client's open fingerprint stream at once with PluginUnavailableError."""
+    plugin = FakeDevicePlugin()
+    plugin.hold_open = True
+    path = short_tmp / "dev.sock"
+    async with DevicePluginClient(path) as client:
+        stream = client.fingerprint()
+        async with DevicePluginServer(_typed(plugin), path):
+            assert (await anext(stream)).device_group == GROUP
+        # Without the connection closed, the client would wait on the stream forever: nothing else ends it.
+        with anyio.fail_after(WAIT), pytest.raises(PluginUnavailableError, match=str(path)):
+            await anext(stream)
+        await stream.aclose()
+
+
 # --- reserve ----------------------------------------------------------------------------------------------------
 
 

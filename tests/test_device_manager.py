@@ -32,7 +32,6 @@ from plugin_host.device import (
     StatsResponse,
     StatValue,
 )
-from plugin_host.device._manager_backoff import Backoff
 from plugin_host.errors import ConfigError, DeviceError, InvalidPluginError, PluginNotFoundError
 from plugin_host.registry import PluginConnectionInfo, PluginInfo, Registry
 
@@ -349,14 +348,6 @@ async def test_backoff_resets_after_a_healthy_period() -> None:
         plugin.push(RuntimeError("five"))
         await sleep.changed.wait_until(lambda: len(sleep.delays) == 5)
     assert sleep.delays == [1.0, 2.0, 4.0, 1.0, 2.0]
-
-
-def test_backoff_sequence_and_reset() -> None:
-    """Backoff hands out initial * 2**attempt capped at the maximum, and reset starts over."""
-    backoff = Backoff(0.5, 3.0)
-    assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    backoff.reset()
-    assert backoff.next() == 0.5
 
 
 @pytest.mark.parametrize(

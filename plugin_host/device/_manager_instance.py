@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from plugin_host.device._manager_backoff import Backoff
+from plugin_host._backoff import Backoff
 from plugin_host.device._manager_models import PluginSnapshot, PluginState
 from plugin_host.device.api import DeviceGroup, DeviceGroupStats, DevicePlugin
 

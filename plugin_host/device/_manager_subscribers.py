@@ -14,6 +14,7 @@ from typing import Self
 
 import anyio
 
+from plugin_host._fanout import SubscriptionHub
 from plugin_host.device._manager_models import DeviceManagerChange, DeviceManagerSnapshot, PluginChange, SnapshotChange
 from plugin_host.errors import InvalidPluginError
 
@@ -71,38 +72,15 @@ class DeviceChanges:
             await self._wakeup.wait()
 
 
-class SubscriberHub:
+class SubscriberHub(SubscriptionHub[PluginChange, DeviceChanges]):
     """The set of live subscriptions of one manager."""
 
     def __init__(self, snapshot: Callable[[], DeviceManagerSnapshot]) -> None:
+        super().__init__()
         self._snapshot = snapshot
-        self._subscribers: set[DeviceChanges] = set()
-        self._closed = False
-
-    def publish(self, change: PluginChange) -> None:
-        """Hand ``change`` to every subscriber; never waits."""
-        for subscriber in self._subscribers:
-            subscriber.push(change)
 
     def attach(self, buffer: int) -> DeviceChanges:
         """A new subscription; raises InvalidPluginError for a buffer below 1."""
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise InvalidPluginError(f"subscribe buffer must be a positive number of changes, got {buffer!r}")
-        subscriber = DeviceChanges(self._snapshot, buffer)
-        if self._closed:
-            subscriber.close()
-        else:
-            self._subscribers.add(subscriber)
-        return subscriber
-
-    def detach(self, subscriber: DeviceChanges) -> None:
-        """End one subscription."""
-        subscriber.close()
-        self._subscribers.discard(subscriber)
-
-    def close(self) -> None:
-        """End every subscription (and any made later)."""
-        self._closed = True
-        for subscriber in self._subscribers:
-            subscriber.close()
-        self._subscribers.clear()
+        return self.add(DeviceChanges(self._snapshot, buffer))

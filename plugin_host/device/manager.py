@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from anyio.abc import TaskGroup
 
+from plugin_host._backoff import check_backoff
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE
-from plugin_host.device._manager_backoff import check_backoff
 from plugin_host.device._manager_instance import PluginRunner, RunnerSettings
 from plugin_host.device._manager_models import DeviceManagerSnapshot, PluginChange, PluginState
 from plugin_host.device._manager_subscribers import DeviceChanges, SubscriberHub

@@ -1,8 +1,13 @@
-"""Exponential backoff between restarts of a device plugin's streams (Nomad's ``helper.Backoff``, stateful)."""
+"""Exponential backoff between retries (Nomad's ``helper.Backoff``, stateful), shared by every plugin type.
+
+Used for restarting a device plugin's streams, relaunching go-plugin processes and registering with kubelet.
+"""
 
 from __future__ import annotations
 
 from plugin_host.errors import ConfigError
+
+__all__ = ["Backoff", "check_backoff"]
 
 
 class Backoff:
