@@ -1,0 +1,1 @@
+"""Runnable examples of plugin-host (a package so tests can import them)."""

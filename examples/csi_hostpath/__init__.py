@@ -1,0 +1,1 @@
+"""A small hostpath CSI plugin: volumes are directories; see README.md."""

@@ -1,0 +1,121 @@
+"""CSI secrets: which request fields carry credentials, a mapping type that never shows its values, and scrubbing.
+
+The spec marks credential fields with the ``csi_secret`` field option. betterproto drops field options from the
+generated code, so :data:`SECRET_FIELDS` lists them explicitly; ``tests/test_csi_secrets.py`` compiles
+``proto/csi.proto`` and checks the table against the options in its descriptor, so the two cannot drift.
+
+Values never reach a log line, a repr or an error message: :class:`Secrets` prints its keys with ``'***'`` for every
+value (``secrets={'password': '***'}``), serializes to JSON the same way, and :func:`scrub` replaces the values
+wherever a plugin echoes them back in a status message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+__all__ = ["REDACTED", "SECRET_FIELDS", "Secrets", "scrub", "scrub_exception"]
+
+REDACTED = "***"
+
+# csi.v1 message name → its fields marked [(csi_secret) = true] in csi.proto v1.12.0.
+SECRET_FIELDS: Mapping[str, frozenset[str]] = {
+    "CreateVolumeRequest": frozenset({"secrets"}),
+    "DeleteVolumeRequest": frozenset({"secrets"}),
+    "ControllerPublishVolumeRequest": frozenset({"secrets"}),
+    "ControllerUnpublishVolumeRequest": frozenset({"secrets"}),
+    "ValidateVolumeCapabilitiesRequest": frozenset({"secrets"}),
+    "ControllerModifyVolumeRequest": frozenset({"secrets"}),
+    "CreateSnapshotRequest": frozenset({"secrets"}),
+    "DeleteSnapshotRequest": frozenset({"secrets"}),
+    "ListSnapshotsRequest": frozenset({"secrets"}),
+    "GetSnapshotRequest": frozenset({"secrets"}),
+    "ControllerExpandVolumeRequest": frozenset({"secrets"}),
+    "NodeStageVolumeRequest": frozenset({"secrets"}),
+    "NodePublishVolumeRequest": frozenset({"secrets"}),
+    "NodeExpandVolumeRequest": frozenset({"secrets"}),
+    "CreateVolumeGroupSnapshotRequest": frozenset({"secrets"}),
+    "DeleteVolumeGroupSnapshotRequest": frozenset({"secrets"}),
+    "GetVolumeGroupSnapshotRequest": frozenset({"secrets"}),
+    "GetMetadataAllocatedRequest": frozenset({"secrets"}),
+    "GetMetadataDeltaRequest": frozenset({"secrets"}),
+}
+
+
+class Secrets(Mapping[str, str]):
+    """A read-only ``str → str`` mapping of credentials whose repr, str and JSON form hide every value.
+
+    Read a value explicitly (``secrets["password"]``, ``dict(secrets)``); nothing else shows one.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._values: dict[str, str] = dict(values)
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return repr(self.redacted())
+
+    __str__ = __repr__
+
+    def redacted(self) -> dict[str, str]:
+        """The keys, each with ``'***'`` as its value."""
+        return dict.fromkeys(self._values, REDACTED)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        mapping = core_schema.dict_schema(core_schema.str_schema(), core_schema.str_schema())
+        return core_schema.no_info_after_validator_function(
+            cls,
+            mapping,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _serialize, info_arg=True, when_used="always"
+            ),
+        )
+
+
+def _serialize(value: Secrets, info: core_schema.SerializationInfo) -> Any:
+    # Python mode keeps the redacting object (model_dump() is safe to log); JSON never carries a value.
+    return value.redacted() if info.mode_is_json() else value
+
+
+def scrub(text: str, values: Iterable[str]) -> str:
+    """``text`` with every occurrence of a secret value replaced by ``'***'`` (longest values first)."""
+    for value in sorted({v for v in values if v}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def scrub_exception(exc: BaseException, values: Iterable[str]) -> None:
+    """Scrub secret values from the string arguments (and ``rpc_message``) of ``exc`` and of its causes, in place.
+
+    A plugin may echo a request's secrets in its error status; the exception, and the grpclib error it was
+    raised from, must not carry them into a log line.
+    """
+    secret_values = [v for v in values if v]
+    if not secret_values:
+        return
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(scrub(arg, secret_values) if isinstance(arg, str) else arg for arg in current.args)
+        for attr in ("rpc_message", "message", "details"):
+            value = getattr(current, attr, None)
+            if isinstance(value, str):
+                with contextlib.suppress(AttributeError):  # a read-only property: nothing we can scrub
+                    setattr(current, attr, scrub(value, secret_values))
+        current = current.__cause__ or current.__context__
