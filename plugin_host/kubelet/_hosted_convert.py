@@ -1,0 +1,94 @@
+"""Wire ⇄ domain converters for Kubernetes device plugins hosted by the host (kubelet's side of v1beta1).
+
+Pure functions. A kubelet resource ``<domain>/<resource>`` becomes the Nomad device group ``vendor=<domain>``,
+``type=<resource>``, ``name=<resource>``: a Nomad job asking for ``device "<domain>/<resource>"`` (vendor/type)
+names exactly the Kubernetes resource. Kubelet devices carry an id, a health string and NUMA nodes; Nomad's
+``DeviceLocality`` only knows a PCI bus id, so NUMA topology is not carried over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from plugin_host._proto import v1beta1 as wire
+from plugin_host.base.structs import Attribute
+from plugin_host.device.api import ContainerReservation, Device, DeviceGroup, DeviceSpec, Mount
+
+__all__ = [
+    "HEALTHY",
+    "UNHEALTHY",
+    "allocate_request_to_wire",
+    "device_group_from_wire",
+    "devices_from_wire",
+    "group_for",
+    "mark_unhealthy",
+    "reservation_from_wire",
+    "split_resource_name",
+]
+
+HEALTHY = "Healthy"
+UNHEALTHY = "Unhealthy"
+
+RESOURCE_ATTRIBUTE = "kubelet_resource"
+"""Group attribute naming the Kubernetes resource the group came from."""
+
+
+def split_resource_name(resource_name: str) -> tuple[str, str]:
+    """``"<domain>/<resource>"`` → ``(domain, resource)``; the name was validated at registration."""
+    domain, _, resource = resource_name.partition("/")
+    return domain, resource
+
+
+def devices_from_wire(devices: Iterable[Any]) -> tuple[Device, ...]:
+    """Wire ``Device`` list → domain devices in the plugin's order; health other than ``Healthy`` is unhealthy."""
+    out: list[Device] = []
+    for device in devices:
+        healthy = device.health == HEALTHY
+        description = "" if healthy else f"the device plugin reports health {device.health or 'unset'!r}"
+        out.append(Device(id=device.id, healthy=healthy, health_description=description))
+    return tuple(out)
+
+
+def group_for(resource_name: str, devices: Sequence[Device]) -> DeviceGroup:
+    """The Nomad device group of a kubelet resource holding ``devices``."""
+    domain, resource = split_resource_name(resource_name)
+    return DeviceGroup(
+        vendor=domain,
+        type=resource,
+        name=resource,
+        devices=tuple(devices),
+        attributes={RESOURCE_ATTRIBUTE: Attribute(string_val=resource_name)},
+    )
+
+
+def device_group_from_wire(resource_name: str, response: Any) -> DeviceGroup:
+    """A ``ListAndWatchResponse`` of ``resource_name`` → its device group (a full replacement of the last one)."""
+    return group_for(resource_name, devices_from_wire(response.devices))
+
+
+def mark_unhealthy(devices: Sequence[Device], reason: str) -> tuple[Device, ...]:
+    """Every device unhealthy with ``reason`` (kubelet's ``markResourceUnhealthy`` when a plugin goes away)."""
+    return tuple(Device(id=d.id, healthy=False, health_description=reason, hw_locality=d.hw_locality) for d in devices)
+
+
+def allocate_request_to_wire(device_ids: Sequence[str]) -> Any:
+    """One container asking for ``device_ids`` (kubelet sends one container request per Allocate)."""
+    return wire.AllocateRequest(container_requests=[wire.ContainerAllocateRequest(devices_ids=list(device_ids))])
+
+
+def reservation_from_wire(response: Any) -> ContainerReservation:
+    """A ``ContainerAllocateResponse`` → the reservation a Nomad task applies (envs, mounts, device nodes).
+
+    Annotations and CDI device names have no place in Nomad's reservation and are left out (the caller logs them).
+    """
+    return ContainerReservation(
+        envs=dict(response.envs),
+        mounts=tuple(
+            Mount(task_path=m.container_path, host_path=m.host_path, read_only=m.read_only) for m in response.mounts
+        ),
+        devices=tuple(
+            DeviceSpec(task_path=d.container_path, host_path=d.host_path, cgroup_perms=d.permissions)
+            for d in response.devices
+        ),
+    )
