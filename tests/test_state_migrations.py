@@ -67,7 +67,7 @@ async def test_v1_file_migrates_to_current_schema_keeping_registrations_and_seq(
         assert await store.list_plugin_processes() == []
         await registry.register_plugin(make_info(alloc_id="a3"))
         assert registry.last_seq == 6
-    assert file_state(path) == (schema.SCHEMA_VERSION, ["events", "plugin_processes", "plugins"], 4)
+    assert file_state(path) == (schema.SCHEMA_VERSION, ["events", "plugin_processes", "plugins", "task_handles"], 4)
 
 
 async def test_failed_migration_leaves_the_v1_file_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

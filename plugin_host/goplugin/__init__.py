@@ -1,6 +1,6 @@
 """HashiCorp go-plugin, as Nomad uses it: serve a plugin to a Nomad agent, or launch an external plugin process.
 
-A device plugin program is one line::
+A device plugin program is one line (a task driver's likewise, with ``serve_driver_plugin``)::
 
     from plugin_host.goplugin import serve_device_plugin
 
@@ -23,7 +23,9 @@ from plugin_host.goplugin.launcher import PluginSpec as PluginSpec
 from plugin_host.goplugin.launcher import plugin_specs_from_config as plugin_specs_from_config
 from plugin_host.goplugin.launcher import plugin_specs_from_dir as plugin_specs_from_dir
 from plugin_host.goplugin.serve import aserve_device_plugin as aserve_device_plugin
+from plugin_host.goplugin.serve import aserve_driver_plugin as aserve_driver_plugin
 from plugin_host.goplugin.serve import serve_device_plugin as serve_device_plugin
+from plugin_host.goplugin.serve import serve_driver_plugin as serve_driver_plugin
 
 __all__ = [
     "APP_PROTOCOL_VERSION",
@@ -36,9 +38,11 @@ __all__ = [
     "PluginLauncher",
     "PluginSpec",
     "aserve_device_plugin",
+    "aserve_driver_plugin",
     "format_handshake",
     "parse_handshake",
     "plugin_specs_from_config",
     "plugin_specs_from_dir",
     "serve_device_plugin",
+    "serve_driver_plugin",
 ]

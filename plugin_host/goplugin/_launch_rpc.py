@@ -12,9 +12,12 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from plugin_host._grpc_cancel import native_cancels_undone
+from plugin_host._grpc_client import unary_call
+from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host._proto.plugin import Empty
+from plugin_host.base import _convert as base_convert
 
-__all__ = ["GO_PLUGIN_HEALTH_SERVICE", "health_status", "shutdown"]
+__all__ = ["GO_PLUGIN_HEALTH_SERVICE", "health_status", "plugin_type", "shutdown"]
 
 GO_PLUGIN_HEALTH_SERVICE = "plugin"
 """The service name go-plugin's server registers as SERVING (``grpc_server.go``)."""
@@ -40,6 +43,24 @@ async def health_status(socket_path: str | os.PathLike[str], *, limit: float) ->
     finally:
         channel.close()
     return str(HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def plugin_type(socket_path: str | os.PathLike[str], *, limit: float) -> str:
+    """The plugin's type from ``BasePlugin/PluginInfo`` (``device``, ``driver``); errors as every client's."""
+    channel = Channel(path=os.fspath(socket_path))
+    try:
+        reply = await unary_call(
+            channel,
+            "PluginInfo",
+            f"{base_convert.BASE_SERVICE}/PluginInfo",
+            wire_base.PluginInfoRequest(),
+            wire_base.PluginInfoResponse,
+            where=f"plugin at {os.fspath(socket_path)!r}",
+            timeout=limit,
+        )
+    finally:
+        channel.close()
+    return base_convert.plugin_info_from_wire(reply).type
 
 
 async def shutdown(socket_path: str | os.PathLike[str], *, limit: float) -> bool:

@@ -40,18 +40,20 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from plugin_host.base.api import PLUGIN_TYPE_DEVICE
+from plugin_host._backoff import Backoff, check_backoff
+from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PLUGIN_TYPE_DRIVER
 from plugin_host.device import DeviceManager, DevicePluginClient
-from plugin_host.device._manager_backoff import Backoff, check_backoff
+from plugin_host.driver.client import DriverPluginClient
 from plugin_host.errors import ConfigError, PluginHostError, PluginLaunchError, PluginNotFoundError
 from plugin_host.goplugin._launch_os import process_start_time, wait_exit
 from plugin_host.goplugin._launch_process import PluginProcess, remove_socket, signal_group
-from plugin_host.goplugin._launch_rpc import health_status
+from plugin_host.goplugin._launch_rpc import health_status, plugin_type
 from plugin_host.goplugin._launch_spec import PluginSpec, plugin_specs_from_dir
 from plugin_host.state.api import PluginProcessRecord, PluginProcessStore
 
 if TYPE_CHECKING:
     from plugin_host.config.host import HostConfig
+    from plugin_host.driver.manager import DriverManager
 
 __all__ = [
     "LaunchState",
@@ -99,6 +101,7 @@ class PluginLauncher:
         specs: Sequence[PluginSpec],
         *,
         devices: DeviceManager,
+        drivers: DriverManager | None = None,
         state: PluginProcessStore | None = None,
         start_timeout: float = 60.0,
         health_timeout: float = 30.0,
@@ -124,6 +127,7 @@ class PluginLauncher:
         check_backoff(backoff_initial, backoff_max)
         self._specs = list(specs)
         self._devices = devices
+        self._drivers = drivers
         self._state = state
         self._start_timeout = start_timeout
         self._health_timeout = health_timeout
@@ -135,7 +139,7 @@ class PluginLauncher:
         self._changed = anyio.Event()
         self._leave_running = False
         # Plugins handed to the DeviceManager, with their clients; those whose process died are also in _crashed.
-        self._live: dict[str, DevicePluginClient] = {}
+        self._live: dict[str, DevicePluginClient | DriverPluginClient] = {}
         self._crashed: set[str] = set()
         self._tg: TaskGroup | None = None
         self._lifecycle = "new"
@@ -241,15 +245,20 @@ class PluginLauncher:
                 stack.callback(lambda: proc.detach() if self._leave_running else None)
                 if self._state is not None and not proc.reattached:
                     await self._state.save_plugin_process(proc.record())
-                # Not on the stack: once handed over, the client lives as long as the DeviceManager entry.
-                client = DevicePluginClient(proc.socket_path)
+                # Not on the stack: once handed over, the client lives as long as the manager's entry.
+                client = await self._client_for(spec, proc)
                 await client.__aenter__()
                 try:
                     await self._connect(spec, proc, client)
                     # A crashed incarnation stayed in the DeviceManager (devices unhealthy, as Nomad shows them while
                     # it relaunches) until now: swap it out, so the registry sees it deregistered and registered again.
                     await self._retire(spec.name)
-                    await self._devices.add_plugin(spec.name, client, socket_path=proc.socket_path)
+                    if isinstance(client, DriverPluginClient):
+                        assert self._drivers is not None
+                        # Adding a driver recovers its stored tasks (a relaunched driver re-attaches to them).
+                        await self._drivers.add_driver(spec.name, client)
+                    else:
+                        await self._devices.add_plugin(spec.name, client, socket_path=proc.socket_path)
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await client.__aexit__(None, None, None)
@@ -287,9 +296,13 @@ class PluginLauncher:
             if client is None:
                 return
             try:
-                await self._devices.remove_plugin(name)
+                if isinstance(client, DriverPluginClient):
+                    if self._drivers is not None:
+                        await self._drivers.remove_driver(name)
+                else:
+                    await self._devices.remove_plugin(name)
             except PluginNotFoundError:
-                pass  # the DeviceManager already shut down
+                pass  # the manager already shut down
             finally:
                 await client.__aexit__(None, None, None)
 
@@ -298,8 +311,8 @@ class PluginLauncher:
         if name not in self._crashed:
             await self._retire(name)
 
-    async def _connect(self, spec: PluginSpec, proc: PluginProcess, client: DevicePluginClient) -> None:
-        """Health SERVING, PluginInfo of type device, SetConfig; each failure a PluginLaunchError naming the plugin."""
+    async def _client_for(self, spec: PluginSpec, proc: PluginProcess) -> DevicePluginClient | DriverPluginClient:
+        """Health SERVING, then a client for the plugin's type (device, or driver when a DriverManager is given)."""
         where = f"plugin {spec.name!r} ({spec.executable}, pid {proc.pid})"
         status = "unknown"
         with anyio.move_on_after(self._health_timeout):
@@ -314,13 +327,26 @@ class PluginLauncher:
                 plugin=spec.name,
             )
         try:
-            info = await client.plugin_info()
-            if info.type != PLUGIN_TYPE_DEVICE:
-                raise PluginLaunchError(
-                    f"{where} is a {info.type!r} plugin; expected {PLUGIN_TYPE_DEVICE!r}", plugin=spec.name
-                )
+            ptype = await plugin_type(proc.socket_path, limit=self._health_timeout)
+        except PluginHostError as exc:
+            raise PluginLaunchError(f"{where} did not answer PluginInfo: {exc}", plugin=spec.name) from exc
+        if ptype == PLUGIN_TYPE_DEVICE:
+            return DevicePluginClient(proc.socket_path)
+        if ptype == PLUGIN_TYPE_DRIVER and self._drivers is not None:
+            return DriverPluginClient(proc.socket_path)
+        expected = [PLUGIN_TYPE_DEVICE] + ([PLUGIN_TYPE_DRIVER] if self._drivers is not None else [])
+        raise PluginLaunchError(f"{where} is a {ptype!r} plugin; expected one of {expected}", plugin=spec.name)
+
+    async def _connect(
+        self, spec: PluginSpec, proc: PluginProcess, client: DevicePluginClient | DriverPluginClient
+    ) -> None:
+        """SetConfig (and a driver's Init); each failure a PluginLaunchError naming the plugin."""
+        where = f"plugin {spec.name!r} ({spec.executable}, pid {proc.pid})"
+        try:
             # The config may hold secrets: errors say which plugin refused it, never its values.
             await client.set_config(spec.config)
+            if isinstance(client, DriverPluginClient):
+                await client.init()
         except PluginLaunchError:
             raise
         except PluginHostError as exc:

@@ -1,12 +1,12 @@
-"""Serve a device plugin to a Nomad agent (or plugin-host's launcher) over HashiCorp go-plugin.
+"""Serve a device or driver plugin to a Nomad agent (or plugin-host's launcher) over HashiCorp go-plugin.
 
 A plugin program is one line::
 
-    raise SystemExit(serve_device_plugin(MyPlugin()))
+    raise SystemExit(serve_device_plugin(MyPlugin()))   # or serve_driver_plugin(MyDriver())
 
 The process speaks go-plugin's serve side: it checks the magic cookie, listens on a fresh Unix socket in a private
 directory, prints the handshake line ``1|2|unix|<socket>|grpc`` on stdout (and nothing else, ever), serves
-``grpc.health.v1.Health`` ("plugin" is SERVING), Nomad's BasePlugin and DevicePlugin, and go-plugin's
+``grpc.health.v1.Health`` ("plugin" is SERVING), Nomad's BasePlugin and DevicePlugin (or Driver), and go-plugin's
 GRPCController, GRPCStdio and GRPCBroker, then exits 0 on ``Shutdown``, SIGTERM or SIGINT, removing the socket.
 """
 
@@ -26,11 +26,13 @@ from typing import TextIO
 import anyio
 from anyio.abc import TaskStatus
 from grpclib.health.service import Health
-from grpclib.server import Server
 
+from plugin_host._grpc_server import ClosingServer, Servable, stop_server
 from plugin_host._sockets import bind_unix_socket
 from plugin_host.device.api import DevicePlugin
-from plugin_host.device.server import Servable, device_plugin_handlers
+from plugin_host.device.server import device_plugin_handlers
+from plugin_host.driver.api import DriverPlugin
+from plugin_host.driver.server import driver_plugin_handlers
 from plugin_host.errors import ConfigError
 from plugin_host.goplugin._broker import BrokerService
 from plugin_host.goplugin._controller import ControllerService, Lifecycle
@@ -50,8 +52,10 @@ __all__ = [
     "HEALTH_SERVICE_NAME",
     "NOT_LAUNCHED_MESSAGE",
     "aserve_device_plugin",
+    "aserve_driver_plugin",
     "launched_by_plugin_client",
     "serve_device_plugin",
+    "serve_driver_plugin",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,15 +63,16 @@ logger = logging.getLogger(__name__)
 # go-plugin's client pings the plugin with a health check of this service name.
 HEALTH_SERVICE_NAME = "plugin"
 
-NOT_LAUNCHED_MESSAGE = (
-    "This program is a Nomad device plugin (HashiCorp go-plugin). It is not meant to be run directly:\n"
+_NOT_LAUNCHED = (
+    "This program is a Nomad {kind} plugin (HashiCorp go-plugin). It is not meant to be run directly:\n"
     "Nomad or plugin-host launches it and talks to it over a Unix socket. Put it in the agent's plugin_dir\n"
     "and configure it in a plugin block instead.\n"
 )
+NOT_LAUNCHED_MESSAGE = _NOT_LAUNCHED.format(kind="device")
+NOT_LAUNCHED_DRIVER_MESSAGE = _NOT_LAUNCHED.format(kind="driver")
 
 _SOCKET_NAME = "plugin.sock"
 _DRAIN_TIMEOUT = 1.0
-_CLOSE_TIMEOUT = 5.0
 
 
 class _ServiceName:
@@ -136,15 +141,11 @@ def _bind(directory: Path, environ: Mapping[str, str]) -> tuple[Path, socket.soc
     return path, sock
 
 
-async def _close(server: Server, lifecycle: Lifecycle) -> None:
+async def _close(server: ClosingServer, lifecycle: Lifecycle) -> None:
     with anyio.CancelScope(shield=True):
         lifecycle.stop()
         await lifecycle.drained(_DRAIN_TIMEOUT)
-        server.close()
-        with anyio.move_on_after(_CLOSE_TIMEOUT) as scope:
-            await server.wait_closed()
-        if scope.cancelled_caught:
-            logger.warning("plugin server did not stop within %ss", _CLOSE_TIMEOUT)
+        await stop_server(server, "plugin server")
 
 
 async def _stop_when(event: anyio.Event, lifecycle: Lifecycle) -> None:
@@ -165,9 +166,30 @@ async def aserve_device_plugin(
     Returns 1 without serving when the magic cookie is missing (the message goes to stderr) or the socket cannot be
     created (logged); 0 after a clean stop. The socket and its directory are removed on every way out.
     """
+    return await _aserve(device_plugin_handlers(plugin), NOT_LAUNCHED_MESSAGE, environ, stdout, stop)
+
+
+async def aserve_driver_plugin(
+    plugin: DriverPlugin,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stop: anyio.Event | None = None,
+) -> int:
+    """Serve a task driver over go-plugin (BasePlugin and Driver services); as :func:`aserve_device_plugin`."""
+    return await _aserve(driver_plugin_handlers(plugin), NOT_LAUNCHED_DRIVER_MESSAGE, environ, stdout, stop)
+
+
+async def _aserve(
+    handlers: list[Servable],
+    not_launched: str,
+    environ: Mapping[str, str] | None,
+    stdout: TextIO | None,
+    stop: anyio.Event | None,
+) -> int:
     env = os.environ if environ is None else environ
     if not launched_by_plugin_client(env):
-        sys.stderr.write(NOT_LAUNCHED_MESSAGE)
+        sys.stderr.write(not_launched)
         sys.stderr.flush()
         return 1
     _check_protocol_versions(env)
@@ -185,13 +207,13 @@ async def aserve_device_plugin(
             logger.error("cannot listen for the plugin client: %s", exc)
             return 1
         services: list[Servable] = [
-            *device_plugin_handlers(plugin),
+            *handlers,
             Health({_ServiceName(HEALTH_SERVICE_NAME): []}),
             ControllerService(lifecycle),
             StdioService(lifecycle),
             BrokerService(lifecycle),
         ]
-        server = Server(services)
+        server = ClosingServer(services)
         try:
             await server.start(sock=sock)
         except BaseException:
@@ -244,11 +266,11 @@ async def _watch_signals(stop: anyio.Event, *, task_status: TaskStatus[None]) ->
             stop.set()
 
 
-async def _main(plugin: DevicePlugin, handshake: TextIO) -> int:
+async def _main(handlers: list[Servable], handshake: TextIO) -> int:
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         await tg.start(_watch_signals, stop)
-        code = await aserve_device_plugin(plugin, stdout=handshake, stop=stop)
+        code = await _aserve(handlers, NOT_LAUNCHED_MESSAGE, None, handshake, stop)
         tg.cancel_scope.cancel()
     return code
 
@@ -259,14 +281,26 @@ def serve_device_plugin(plugin: DevicePlugin, *, log_level: int | str = "INFO") 
     For a program's main: it takes over stdout (the handshake only), logs to stderr as hclog JSON at
     ``log_level``, and handles SIGTERM and SIGINT. Use ``raise SystemExit(serve_device_plugin(MyPlugin()))``.
     """
+    return _serve_main(device_plugin_handlers(plugin), NOT_LAUNCHED_MESSAGE, log_level)
+
+
+def serve_driver_plugin(plugin: DriverPlugin, *, log_level: int | str = "INFO") -> int:
+    """Run ``plugin`` as a go-plugin task driver process until told to stop; as :func:`serve_device_plugin`.
+
+    Use ``raise SystemExit(serve_driver_plugin(MyDriver()))``.
+    """
+    return _serve_main(driver_plugin_handlers(plugin), NOT_LAUNCHED_DRIVER_MESSAGE, log_level)
+
+
+def _serve_main(handlers: list[Servable], not_launched: str, log_level: int | str) -> int:
     if not launched_by_plugin_client(os.environ):
-        sys.stderr.write(NOT_LAUNCHED_MESSAGE)
+        sys.stderr.write(not_launched)
         sys.stderr.flush()
         return 1
     handshake = _claim_stdout()
     try:
         _configure_logging(log_level)
-        return anyio.run(_main, plugin, handshake, backend="asyncio")
+        return anyio.run(_main, handlers, handshake, backend="asyncio")
     except KeyboardInterrupt:
         return 130
     finally:

@@ -13,7 +13,7 @@ import sqlite_utils
 
 # "PHST" (plugin-host state), stored big-endian in the SQLite header at offset 68.
 APPLICATION_ID = 0x50485354
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v0_to_v1(db: sqlite_utils.Database) -> None:
@@ -39,7 +39,18 @@ def _v1_to_v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v0_to_v1, _v1_to_v2)
+def _v2_to_v3(db: sqlite_utils.Database) -> None:
+    # Task handles of the tasks the DriverManager started, to recover them after a restart (one row per task).
+    # The handle is the bytes of its wire message, exactly what the driver returned (driver config as msgpack).
+    db["task_handles"].create(  # type: ignore[union-attr]
+        {"task_id": str, "driver": str, "alloc_id": str, "name": str, "handle": bytes},
+        pk="task_id",
+        not_null={"driver", "alloc_id", "name", "handle"},
+    )
+    db["task_handles"].create_index(["driver"], index_name="task_handles_by_driver")  # type: ignore[union-attr]
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -11,6 +11,7 @@ from plugin_host.state.api import (
     PluginProcessRecord,
     RegistrySnapshot,
     StoredPlugin,
+    TaskHandleRecord,
     Upsert,
 )
 
@@ -25,6 +26,7 @@ class MemoryStateStore:
         self._events: deque[PluginUpdateEvent] = deque(maxlen=event_retention)
         self._last_seq = 0
         self._processes: dict[str, PluginProcessRecord] = {}
+        self._handles: dict[str, TaskHandleRecord] = {}
 
     async def load_registry(self) -> RegistrySnapshot:
         """Every registration held and the last seq."""
@@ -57,3 +59,15 @@ class MemoryStateStore:
     async def delete_plugin_process(self, name: str) -> None:
         """Forget the record of ``name``."""
         self._processes.pop(name, None)
+
+    async def save_task_handle(self, record: TaskHandleRecord) -> None:
+        """Keep the record of ``record.task_id``."""
+        self._handles[record.task_id] = record
+
+    async def list_task_handles(self, driver: str | None = None) -> list[TaskHandleRecord]:
+        """Every record (of ``driver`` only, when given), sorted by task id."""
+        return [r for _, r in sorted(self._handles.items()) if driver is None or r.driver == driver]
+
+    async def delete_task_handle(self, task_id: str) -> None:
+        """Forget the record of ``task_id``."""
+        self._handles.pop(task_id, None)

@@ -24,6 +24,7 @@ from plugin_host.state.api import (
     PluginProcessRecord,
     RegistrySnapshot,
     StoredPlugin,
+    TaskHandleRecord,
     Upsert,
 )
 
@@ -307,6 +308,46 @@ class SqliteStateStore:
             self._writable(f"delete plugin process {name!r}")
             with self._errors("write to"):
                 self._connection().execute("DELETE FROM plugin_processes WHERE name = ?", (name,))
+
+        await self._run(delete)
+
+    # --- task handles -----------------------------------------------------------------------------------------------
+
+    async def save_task_handle(self, record: TaskHandleRecord) -> None:
+        """Insert or replace the handle of ``record.task_id``; durable when this returns."""
+
+        def save() -> None:
+            self._writable(f"save the handle of task {record.task_id!r}")
+            with self._errors("write to"):
+                self._connection().execute(
+                    "INSERT OR REPLACE INTO task_handles (task_id, driver, alloc_id, name, handle)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (record.task_id, record.driver, record.alloc_id, record.name, record.handle),
+                )
+
+        await self._run(save)
+
+    async def list_task_handles(self, driver: str | None = None) -> list[TaskHandleRecord]:
+        """Every stored task handle (of ``driver`` only, when given), sorted by task id."""
+
+        def load() -> list[TaskHandleRecord]:
+            query = "SELECT task_id, driver, alloc_id, name, handle FROM task_handles"
+            params: tuple[str, ...] = ()
+            if driver is not None:
+                query, params = query + " WHERE driver = ?", (driver,)
+            with self._errors("read task handles from"):
+                rows = self._connection().execute(query + " ORDER BY task_id", params).fetchall()
+            return [TaskHandleRecord(t, d, a, n, bytes(h)) for t, d, a, n, h in rows]
+
+        return await self._run(load)
+
+    async def delete_task_handle(self, task_id: str) -> None:
+        """Forget the handle of ``task_id`` (no-op when there is none)."""
+
+        def delete() -> None:
+            self._writable(f"delete the handle of task {task_id!r}")
+            with self._errors("write to"):
+                self._connection().execute("DELETE FROM task_handles WHERE task_id = ?", (task_id,))
 
         await self._run(delete)
 

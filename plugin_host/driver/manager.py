@@ -1,0 +1,352 @@
+"""DriverManager: runs the host's task drivers and keeps every started task recoverable across host restarts.
+
+``async with DriverManager(state=store) as drivers:`` then ``await drivers.add_driver("raw-exec", driver)`` for
+each driver (an in-process object or a :class:`~plugin_host.driver.DriverPluginClient`), and the embedding agent
+calls ``start_task`` / ``wait_task`` / ``stop_task`` / ``destroy_task`` / ``inspect_task`` by task id.
+
+Persistence. ``start_task`` stores the task's handle in the state file before it returns; ``destroy_task``
+deletes it once the driver destroyed the task. Tasks outlive the manager: leaving it stops nothing.
+
+Recovery (on ``add_driver``, so before the host reports ready). Every stored handle of that driver is passed to
+``recover_task``:
+
+- success → the task is tracked again (``wait_task`` gets its later exit);
+- :class:`~plugin_host.errors.TaskNotFoundError` → the task is gone: its handle is dropped;
+- any other failure → logged, the handle is **kept** (the next start retries) and the task is listed in
+  :meth:`DriverManager.unrecovered`; calls for it raise :class:`~plugin_host.errors.DriverError` naming the
+  failure, except ``destroy_task``, which asks the driver to destroy it and forgets it whatever the driver says.
+
+Events of every driver are fanned out to subscribers (:meth:`DriverManager.subscribe_events`); stats are the
+driver's own stream (:meth:`DriverManager.task_stats`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+from pydantic import BaseModel, ConfigDict
+
+from plugin_host.driver import _convert as convert
+from plugin_host.driver.api import (
+    DriverNetwork,
+    DriverPlugin,
+    ExecTaskResult,
+    ExitResult,
+    TaskConfig,
+    TaskEvent,
+    TaskHandle,
+    TaskResourceUsage,
+    TaskStatus,
+)
+from plugin_host.errors import (
+    ConfigError,
+    DriverError,
+    PluginHostError,
+    PluginNotFoundError,
+    SubscriberLaggedError,
+    TaskConfigError,
+    TaskExistsError,
+    TaskNotFoundError,
+)
+from plugin_host.state.api import TaskHandleRecord, TaskHandleStore
+
+__all__ = ["DriverManager", "ManagedTaskEvent", "RecoveryResult"]
+
+logger = logging.getLogger(__name__)
+
+
+class ManagedTaskEvent(BaseModel):
+    """A task event and the driver that reported it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    driver: str
+    event: TaskEvent
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    """What ``add_driver`` did with the driver's stored handles (task ids; ``failed`` maps id → error)."""
+
+    recovered: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Driver:
+    plugin: DriverPlugin
+    scope: anyio.CancelScope
+
+
+class DriverManager:
+    """The host's task drivers and their tasks. ``state=None`` keeps handles in memory only (nothing recovers)."""
+
+    def __init__(self, *, state: TaskHandleStore | None = None, event_buffer: int = 1024) -> None:
+        if isinstance(event_buffer, bool) or not isinstance(event_buffer, int) or event_buffer < 1:
+            raise ConfigError(f"event_buffer must be a positive integer, got {event_buffer!r}")
+        if state is None:
+            from plugin_host.state.memory import MemoryStateStore
+
+            state = MemoryStateStore()
+        self._state: TaskHandleStore = state
+        self._event_buffer = event_buffer
+        self._drivers: dict[str, _Driver] = {}
+        self._tasks: dict[str, str] = {}  # task id → driver name, for tasks the driver tracks
+        self._unrecovered: dict[str, tuple[str, str]] = {}  # task id → (driver name, why)
+        self._subscribers: set[MemoryObjectSendStream[ManagedTaskEvent]] = set()
+        self._lagged: set[MemoryObjectSendStream[ManagedTaskEvent]] = set()
+        self._tg: TaskGroup | None = None
+        self._lifecycle = "new"
+
+    # --- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._lifecycle != "new":
+            raise PluginHostError(f"this DriverManager was already {self._lifecycle}; create a new one")
+        self._lifecycle = "running"
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        self._lifecycle = "closed"
+        self._drivers.clear()
+        for send in list(self._subscribers):
+            send.close()
+        tg.cancel_scope.cancel()
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    def _require_running(self) -> TaskGroup:
+        if self._tg is None:
+            raise PluginHostError("the DriverManager is not running: use `async with DriverManager(...)`")
+        return self._tg
+
+    # --- drivers --------------------------------------------------------------------------------------------------
+
+    async def add_driver(self, name: str, driver: DriverPlugin) -> RecoveryResult:
+        """Manage ``driver`` under ``name`` and recover its stored tasks (see the module docstring)."""
+        tg = self._require_running()
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"driver name must be a non-empty string, got {name!r}")
+        if name in self._drivers:
+            raise ConfigError(f"a driver named {name!r} is already managed; remove it first")
+        scope = anyio.CancelScope()
+        self._drivers[name] = _Driver(driver, scope)
+        tg.start_soon(self._pump_events, name, driver, scope, name=f"driver {name} events")
+        return await self._recover(name, driver)
+
+    async def remove_driver(self, name: str) -> None:
+        """Stop managing ``name``; its tasks keep running and their handles stay stored (a re-add recovers them)."""
+        entry = self._drivers.pop(name, None)
+        if entry is None:
+            raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}")
+        entry.scope.cancel()
+        for task_id in [t for t, d in self._tasks.items() if d == name]:
+            del self._tasks[task_id]
+        for task_id in [t for t, (d, _) in self._unrecovered.items() if d == name]:
+            del self._unrecovered[task_id]
+
+    def driver_names(self) -> list[str]:
+        """The managed drivers, sorted."""
+        return sorted(self._drivers)
+
+    def driver(self, name: str) -> DriverPlugin:
+        """The driver managed under ``name``."""
+        try:
+            return self._drivers[name].plugin
+        except KeyError:
+            raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}") from None
+
+    def tasks(self) -> dict[str, str]:
+        """Task id → driver name of every task a managed driver tracks (started or recovered)."""
+        return dict(self._tasks)
+
+    def unrecovered(self) -> dict[str, str]:
+        """Task id → why recovery failed, for stored tasks whose driver could not recover them."""
+        return {task_id: why for task_id, (_, why) in self._unrecovered.items()}
+
+    async def _recover(self, name: str, driver: DriverPlugin) -> RecoveryResult:
+        recovered: list[str] = []
+        dropped: list[str] = []
+        failed: dict[str, str] = {}
+        for record in await self._state.list_task_handles(name):
+            try:
+                await driver.recover_task(convert.task_handle_from_bytes(record.handle))
+            except TaskNotFoundError as exc:
+                logger.info("task %r of driver %r is gone; forgetting its handle (%s)", record.task_id, name, exc)
+                await self._state.delete_task_handle(record.task_id)
+                dropped.append(record.task_id)
+                continue
+            except Exception as exc:
+                why = str(exc) or type(exc).__name__
+                logger.warning("driver %r could not recover task %r; keeping its handle: %s", name, record.task_id, why)
+                self._unrecovered[record.task_id] = (name, why)
+                failed[record.task_id] = why
+                continue
+            self._tasks[record.task_id] = name
+            recovered.append(record.task_id)
+        if recovered or dropped or failed:
+            logger.info(
+                "driver %r: %d task(s) recovered, %d gone, %d failed", name, len(recovered), len(dropped), len(failed)
+            )
+        return RecoveryResult(tuple(recovered), tuple(dropped), failed)
+
+    # --- tasks ----------------------------------------------------------------------------------------------------
+
+    def _driver_of(self, task_id: str) -> DriverPlugin:
+        if not isinstance(task_id, str) or not task_id:
+            raise TaskNotFoundError(f"task id must be a non-empty string, got {task_id!r}")
+        name = self._tasks.get(task_id)
+        if name is None:
+            if task_id in self._unrecovered:
+                driver, why = self._unrecovered[task_id]
+                raise DriverError(f"task {task_id!r} of driver {driver!r} was not recovered: {why}")
+            raise TaskNotFoundError(f"task not found for given id {task_id!r}: no managed driver tracks it")
+        return self._drivers[name].plugin
+
+    async def start_task(self, driver: str, config: TaskConfig) -> tuple[TaskHandle, DriverNetwork | None]:
+        """Start ``config`` on ``driver`` and store its handle (durably) before returning it."""
+        self._require_running()
+        plugin = self.driver(driver)
+        if not isinstance(config, TaskConfig):
+            raise TaskConfigError(f"start_task needs a TaskConfig, got {type(config).__name__}")
+        if not config.id:
+            raise TaskConfigError(f"task config of task {config.name!r}: id must not be empty")
+        if config.id in self._tasks or config.id in self._unrecovered:
+            owner = self._tasks.get(config.id) or self._unrecovered[config.id][0]
+            raise TaskExistsError(f"a task with id {config.id!r} already exists (driver {owner!r})")
+        handle, network = await plugin.start_task(config)
+        record = TaskHandleRecord(
+            task_id=config.id,
+            driver=driver,
+            alloc_id=config.alloc_id,
+            name=config.name,
+            handle=convert.task_handle_to_bytes(handle),
+        )
+        try:
+            await self._state.save_task_handle(record)
+        except BaseException:
+            # A task nobody could recover must not keep running.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                try:
+                    await plugin.destroy_task(config.id, force=True)
+                except Exception:
+                    logger.warning("could not destroy task %r after failing to store its handle", config.id)
+            raise
+        self._tasks[config.id] = driver
+        return handle, network
+
+    async def wait_task(self, task_id: str) -> ExitResult:
+        """Wait for the task to exit (at once when it already did)."""
+        return await self._driver_of(task_id).wait_task(task_id)
+
+    async def stop_task(self, task_id: str, timeout: float = 5.0, signal: str = "") -> None:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
+        """Signal the task, then kill it after ``timeout`` seconds."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise DriverError(f"stop_task timeout must be a non-negative number of seconds, got {timeout!r}")
+        await self._driver_of(task_id).stop_task(task_id, float(timeout), signal)
+
+    async def destroy_task(self, task_id: str, force: bool = False) -> None:
+        """Destroy the task and delete its stored handle (an unrecovered task is forgotten whatever happens)."""
+        if task_id in self._unrecovered:
+            name, _ = self._unrecovered.pop(task_id)
+            try:
+                await self._drivers[name].plugin.destroy_task(task_id, force=True)
+            except Exception as exc:
+                logger.info("destroying unrecovered task %r on driver %r: %s", task_id, name, exc)
+            await self._state.delete_task_handle(task_id)
+            return
+        plugin = self._driver_of(task_id)
+        try:
+            await plugin.destroy_task(task_id, force)
+        except TaskNotFoundError:
+            logger.info("driver no longer knows task %r; forgetting its handle", task_id)
+        self._tasks.pop(task_id, None)
+        await self._state.delete_task_handle(task_id)
+
+    async def inspect_task(self, task_id: str) -> TaskStatus:
+        """The task's status."""
+        return await self._driver_of(task_id).inspect_task(task_id)
+
+    async def signal_task(self, task_id: str, signal: str) -> None:
+        """Send ``signal`` to the task."""
+        await self._driver_of(task_id).signal_task(task_id, signal)
+
+    async def exec_task(self, task_id: str, command: Sequence[str], timeout: float) -> ExecTaskResult:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
+        """Run ``command`` inside the task."""
+        return await self._driver_of(task_id).exec_task(task_id, command, timeout)
+
+    def task_stats(self, task_id: str, interval: float) -> AsyncIterator[TaskResourceUsage]:
+        """The driver's stats stream for the task (an async iterator; leave the loop to stop it)."""
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise DriverError(f"task_stats interval must be a positive number of seconds, got {interval!r}")
+        return self._driver_of(task_id).task_stats(task_id, float(interval))
+
+    # --- events ---------------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe_events(self, buffer: int | None = None) -> AsyncIterator[AsyncIterator[ManagedTaskEvent]]:
+        """``async with drivers.subscribe_events() as events: async for e in events:`` — events of every driver
+        from now on. A subscriber that falls ``buffer`` events behind gets :class:`SubscriberLaggedError`."""
+        self._require_running()
+        size = self._event_buffer if buffer is None else buffer
+        send, receive = anyio.create_memory_object_stream[ManagedTaskEvent](size)
+        self._subscribers.add(send)
+
+        async def events() -> AsyncGenerator[ManagedTaskEvent, None]:
+            async for event in receive:
+                yield event
+            if send in self._lagged:
+                raise SubscriberLaggedError(f"task event subscriber fell {size} events behind", last_seq=0)
+
+        iterator = events()
+        try:
+            yield iterator
+        finally:
+            self._subscribers.discard(send)
+            self._lagged.discard(send)
+            send.close()
+            receive.close()
+            await iterator.aclose()
+
+    async def _pump_events(self, name: str, driver: DriverPlugin, scope: anyio.CancelScope) -> None:
+        with scope:
+            events = driver.task_events()
+            try:
+                async for event in events:
+                    if event.err is not None:
+                        logger.warning("task event stream of driver %r ended: %s", name, event.err)
+                        return
+                    self._publish(ManagedTaskEvent(driver=name, event=event))
+            except PluginHostError as exc:
+                logger.warning("task event stream of driver %r failed: %s", name, exc)
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await aclose()
+
+    def _publish(self, event: ManagedTaskEvent) -> None:
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(event)
+            except anyio.WouldBlock:
+                self._lagged.add(send)
+                self._subscribers.discard(send)
+                send.close()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(send)

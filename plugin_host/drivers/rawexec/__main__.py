@@ -1,0 +1,16 @@
+"""``python -m plugin_host.drivers.rawexec``: raw-exec as an external go-plugin task driver (for Nomad's
+plugin_dir or plugin-host's launcher)."""
+
+from __future__ import annotations
+
+from plugin_host.drivers.rawexec import RawExecDriver
+from plugin_host.goplugin.serve import serve_driver_plugin
+
+
+def main() -> int:
+    """Serve raw-exec until the plugin client stops it."""
+    return serve_driver_plugin(RawExecDriver())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

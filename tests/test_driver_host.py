@@ -1,0 +1,46 @@
+"""PluginHost with the built-in raw-exec driver: ``host.drivers`` runs tasks; a host started later on the same state
+file has recovered them before it is ready; a bad driver config names the plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from driver_helpers import gated, make_fifo, release
+
+from plugin_host.config import HostConfig
+from plugin_host.errors import ConfigError
+from plugin_host.host import PluginHost
+
+pytestmark = pytest.mark.anyio
+
+
+def host_config(root: Path, **driver_config: object) -> HostConfig:
+    """A host with only raw-exec configured."""
+    return HostConfig.from_mapping(
+        {
+            "state_dir": str(root / "st"),
+            "plugins": {"raw-exec": {"config": {"state_dir": str(root / "exec"), **driver_config}}},
+        }
+    )
+
+
+async def test_tasks_outlive_the_host_and_the_next_host_recovers_them_before_ready(short_tmp: Path) -> None:
+    """A task started through host.drivers keeps running after the host stops; the next host already tracks it."""
+    fifo = make_fifo(short_tmp)
+    async with PluginHost(host_config(short_tmp)) as host:
+        assert host.drivers.driver_names() == ["raw-exec"]
+        await host.drivers.start_task("raw-exec", gated("t1", fifo, 3))
+    async with PluginHost(host_config(short_tmp)) as host:
+        assert host.drivers.tasks() == {"t1": "raw-exec"}
+        with anyio.fail_after(10):
+            await release(fifo)
+            assert (await host.drivers.wait_task("t1")).exit_code == 3
+        await host.drivers.destroy_task("t1")
+
+
+async def test_bad_driver_config_fails_at_load_naming_the_plugin(short_tmp: Path) -> None:
+    """An unknown key in raw-exec's config block is a ConfigError naming the plugin and the key."""
+    with pytest.raises(ConfigError, match=r"plugin \"raw-exec\" config: unknown key 'bogus'"):
+        host_config(short_tmp, bogus=1)
