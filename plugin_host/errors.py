@@ -11,9 +11,11 @@ __all__ = [
     "ConfigError",
     "DeviceError",
     "DispenseError",
+    "DriverError",
     "EventsExpiredError",
     "HclSyntaxError",
     "InvalidPluginError",
+    "InvalidRequestError",
     "NoDispenserError",
     "PluginHostError",
     "PluginLaunchError",
@@ -27,6 +29,8 @@ __all__ = [
     "StateError",
     "StateVersionError",
     "SubscriberLaggedError",
+    "TaskConfigError",
+    "TaskExistsError",
     "TaskNotFoundError",
 ]
 
@@ -122,6 +126,10 @@ class PluginProtocolError(PluginHostError):
     """A plugin answered outside its protocol's contract; the message names the RPC and the field."""
 
 
+class InvalidRequestError(PluginHostError, ValueError):
+    """A call to a plugin was refused before sending: an argument is missing or malformed (names RPC and field)."""
+
+
 class PluginRPCError(PluginHostError):
     """A plugin answered a call with a gRPC error status."""
 
@@ -141,6 +149,22 @@ class DeviceError(PluginHostError):
 
 class TaskNotFoundError(PluginHostError, LookupError):
     """A task driver has no task with the given id."""
+
+
+class DriverError(PluginHostError):
+    """A task driver refused or failed an operation; ``recoverable`` says whether retrying may succeed."""
+
+    def __init__(self, message: str, *, recoverable: bool = False) -> None:
+        super().__init__(message)
+        self.recoverable = recoverable
+
+
+class TaskConfigError(DriverError, ValueError):
+    """A task's configuration is invalid; the message lists every problem found (field, value, expectation)."""
+
+
+class TaskExistsError(DriverError, ValueError):
+    """A task driver already has a task with the given id."""
 
 
 class PluginLaunchError(PluginHostError):

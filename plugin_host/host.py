@@ -4,23 +4,30 @@
 device plugin on ``<run_dir>/<name>.sock`` (registered as type ``device``, alloc ``"host"``), manages it with a
 :class:`~plugin_host.device.DeviceManager`, and answers ``plugin-host status`` on the admin socket. With a
 ``plugin_dir``, a :class:`~plugin_host.goplugin.PluginLauncher` runs each executable in it as an external device
-plugin (go-plugin) on the same DeviceManager, recording its processes in the state file. Leaving the block stops
+plugin (go-plugin) on the same DeviceManager, recording its processes in the state file. The registry dispenses
+CSI plugins (``csi-controller``, ``csi-node``) as shared open :class:`~plugin_host.csi.CsiClient` objects that the
+host owns, and a :class:`~plugin_host.csi.CsiManager` (``host.csi``) supervises them; with ``plugins_registry {}``,
+a :class:`~plugin_host.csi.PluginWatcher` registers CSI drivers kubelet-style. Built-in task drivers (``plugin
+"raw-exec" {}``) and launched driver plugins run under a :class:`~plugin_host.driver.DriverManager`
+(``host.drivers``), which recovers the tasks stored in the state file before the host is ready; tasks outlive the
+host. Leaving the block stops
 everything in reverse order (the external plugin processes included) and removes every socket file the host
 created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from plugin_host._builtins import BUILTIN_PLUGINS
+from plugin_host._builtins import BUILTIN_PLUGINS, BuiltinPlugin
 from plugin_host._version import __version__
 from plugin_host.admin import (
     AdminServer,
@@ -30,13 +37,30 @@ from plugin_host.admin import (
     PluginStatus,
     check_not_running,
 )
+from plugin_host.base.api import PLUGIN_TYPE_DRIVER
 from plugin_host.config.host import HostConfig
+from plugin_host.csi import CsiClients, CsiManager, CsiPluginHealth, PluginWatcher
+from plugin_host.csi.manager import CSI_PLUGIN_TYPES
 from plugin_host.device import DeviceManager, DevicePluginClient, DevicePluginServer, PluginSnapshot
 from plugin_host.device.manager import REGISTRY_ALLOC_ID
+from plugin_host.driver.manager import DriverManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
-from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginInfo, Registry
+from plugin_host.kubelet.adapter import DevicePluginScanner
+from plugin_host.kubelet.manager import Manager as KubeletManager
+from plugin_host.kubelet.registration_server import KubeletRegistrationServer, is_kubelet_plugin
+from plugin_host.registry import (
+    PLUGIN_TYPE_CSI_CONTROLLER,
+    PLUGIN_TYPE_CSI_NODE,
+    PLUGIN_TYPE_DEVICE,
+    PluginInfo,
+    Registry,
+)
 from plugin_host.state import SqliteStateStore
+
+if TYPE_CHECKING:
+    from plugin_host.device.api import DevicePlugin
+    from plugin_host.driver.api import DriverPlugin
 
 __all__ = ["PluginHost"]
 
@@ -65,7 +89,12 @@ class PluginHost:
         self._close_timeout = close_timeout
         self._registry: Registry | None = None
         self._devices: DeviceManager | None = None
+        self._drivers: DriverManager | None = None
         self._launcher: PluginLauncher | None = None
+        self._csi: CsiManager | None = None
+        self._plugin_watcher: PluginWatcher | None = None
+        self._kubelet_server: KubeletRegistrationServer | None = None
+        self._kubelet_exports: dict[str, KubeletManager] = {}
         self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -91,11 +120,57 @@ class PluginHost:
         return self._devices
 
     @property
+    def drivers(self) -> DriverManager:
+        """The driver manager running the host's task drivers (built-in and launched); tasks recovered on start."""
+        if self._drivers is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return self._drivers
+
+    @property
+    def csi(self) -> CsiManager:
+        """The CSI manager supervising the registry's ``csi-controller`` and ``csi-node`` plugins."""
+        if self._csi is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return self._csi
+
+    @property
+    def plugin_watcher(self) -> PluginWatcher | None:
+        """The kubelet-style CSI registration watcher (``plugins_registry {}``), or None when not configured."""
+        if self._registry is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return self._plugin_watcher
+
+    @property
     def launcher(self) -> PluginLauncher | None:
         """The launcher of the external plugins in ``plugin_dir`` (None when no ``plugin_dir`` is set)."""
         if self._registry is None:
             raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
         return self._launcher
+
+    @property
+    def kubelet_server(self) -> KubeletRegistrationServer | None:
+        """The kubelet registration server (``kubelet_server {}``), or None when not configured."""
+        if self._registry is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return self._kubelet_server
+
+    @property
+    def kubelet_exports(self) -> dict[str, KubeletManager]:
+        """The built-in device plugins served to kubelet (``kubelet {}``), by plugin name: their kubelet Managers."""
+        if self._registry is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return dict(self._kubelet_exports)
+
+    def _dispense_device(self, info: PluginInfo) -> Any:
+        """The registry's ``device`` dispenser: Kubernetes plugins through the kubelet server, others over gRPC."""
+        if not is_kubelet_plugin(info):
+            return _dispense_device(info)
+        if self._kubelet_server is None:
+            raise PluginNotFoundError(
+                f"device plugin {info.name!r} registered through a kubelet registration socket, and no"
+                " kubelet_server {} is running to reach it"
+            )
+        return self._kubelet_server.dispense(info)
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -142,11 +217,24 @@ class PluginHost:
             await check_not_running(config.admin_socket_path)
             async with AsyncExitStack() as stack:
                 store = await stack.enter_async_context(SqliteStateStore(config.state_file))
-                registry = await stack.enter_async_context(
-                    Registry(state=store, dispensers={PLUGIN_TYPE_DEVICE: _dispense_device})
-                )
+                # One shared, host-owned CSI channel per socket, for dispensed clients and the CsiManager alike.
+                csi_clients = await stack.enter_async_context(CsiClients())
+                dispensers = {
+                    PLUGIN_TYPE_DEVICE: self._dispense_device,
+                    PLUGIN_TYPE_CSI_CONTROLLER: csi_clients.dispense,
+                    PLUGIN_TYPE_CSI_NODE: csi_clients.dispense,
+                }
+                registry = await stack.enter_async_context(Registry(state=store, dispensers=dispensers))
                 devices = await stack.enter_async_context(DeviceManager(registry=registry))
                 self._registry, self._devices = registry, devices
+                # Tasks outlive the host: leaving the DriverManager stops no task; the next host recovers them.
+                drivers = self._drivers = await stack.enter_async_context(DriverManager(state=store))
+                if config.plugins_registry is not None:
+                    # Before the CsiManager: registrations whose socket vanished are dropped, never supervised.
+                    self._plugin_watcher = await stack.enter_async_context(
+                        PluginWatcher(config.plugins_registry.dir, registry)
+                    )
+                self._csi = await stack.enter_async_context(CsiManager(registry, clients=csi_clients))
                 specs = await anyio.to_thread.run_sync(lambda: plugin_specs_from_config(config))
                 await self._reconcile(registry, external={spec.name for spec in specs})
                 run_dir = config.run_path
@@ -155,7 +243,10 @@ class PluginHost:
                     builtin = BUILTIN_PLUGINS.get(name)
                     if builtin is None:
                         continue  # an external plugin: launched below when plugin_dir holds its executable
-                    plugin = builtin.factory()
+                    if builtin.type == PLUGIN_TYPE_DRIVER:
+                        await _add_builtin_driver(stack, drivers, name, builtin, plugin_config.config)
+                        continue
+                    plugin = cast("DevicePlugin", builtin.factory())
                     try:
                         await plugin.set_config(plugin_config.config)
                     except ConfigError as exc:
@@ -163,10 +254,23 @@ class PluginHost:
                     socket_path = run_dir / f"{name}.sock"
                     await stack.enter_async_context(DevicePluginServer(plugin, socket_path))
                     await devices.add_plugin(name, plugin, socket_path=os.fspath(socket_path))
+                    if config.kubelet is not None:
+                        # Served to kubelet as well: each device group becomes <namespace>/<vendor>-<type>-<name>.
+                        self._kubelet_exports[name] = await stack.enter_async_context(
+                            KubeletManager(
+                                config.kubelet.namespace,
+                                DevicePluginScanner(plugin),
+                                plugin_dir=config.kubelet.plugin_dir,
+                            )
+                        )
+                if config.kubelet_server is not None:
+                    self._kubelet_server = await stack.enter_async_context(
+                        KubeletRegistrationServer(config.kubelet_server.plugin_dir, registry, devices=devices)
+                    )
                 if config.plugin_dir is not None:
                     # Left before the DeviceManager: each plugin is removed, then its process stopped (no orphans).
                     self._launcher = await stack.enter_async_context(
-                        PluginLauncher(specs, devices=devices, state=store)
+                        PluginLauncher(specs, devices=devices, drivers=drivers, state=store)
                     )
                 await stack.enter_async_context(AdminServer(config.admin_socket_path, {"status": self._status_json}))
                 logger.info(
@@ -177,7 +281,11 @@ class PluginHost:
                 logger.info("plugin host stopping")
         finally:
             self._registry = self._devices = None
+            self._drivers = None
             self._launcher = None
+            self._csi = self._plugin_watcher = None
+            self._kubelet_server = None
+            self._kubelet_exports = {}
             self._stopped.set()
 
     async def _reconcile(self, registry: Registry, *, external: set[str]) -> None:
@@ -205,7 +313,10 @@ class PluginHost:
                 managed = snapshot.plugin(info.name) if ptype == PLUGIN_TYPE_DEVICE else None
                 if managed is not None:
                     seen.add(info.name)
-                plugins.append(_plugin_status(info, managed))
+                status = _plugin_status(info, managed)
+                if ptype in CSI_PLUGIN_TYPES and self._csi is not None:
+                    status = _csi_status(status, self._csi.health(ptype, info.name))
+                plugins.append(status)
         plugins.extend(_plugin_status(None, p) for p in snapshot.plugins if p.name not in seen)
         return HostStatus(
             pid=os.getpid(),
@@ -219,11 +330,50 @@ class PluginHost:
         return (await self.status()).model_dump(mode="json")
 
 
+async def _add_builtin_driver(
+    stack: AsyncExitStack, drivers: DriverManager, name: str, builtin: BuiltinPlugin, config: Any
+) -> None:
+    """Configure a built-in task driver and hand it to the DriverManager, which recovers its stored tasks.
+
+    Nomad's optional ``init``/``shutdown`` hooks are honoured: ``init`` after ``set_config``, and at host stop the
+    driver is taken from the manager first, then shut down (a VirtDriver closes its libvirt connection there).
+    Tasks keep running either way.
+    """
+    driver = cast("DriverPlugin", builtin.factory())
+    try:
+        await driver.set_config(config)
+    except ConfigError as exc:
+        raise ConfigError(f'plugin "{name}": {exc}') from exc
+    init = getattr(driver, "init", None)
+    if init is not None:
+        await init()
+    shutdown = getattr(driver, "shutdown", None)
+
+    async def release() -> None:
+        with contextlib.suppress(PluginNotFoundError):  # add_driver failed: it never was managed
+            await drivers.remove_driver(name)
+        if shutdown is not None:
+            await shutdown()
+
+    stack.push_async_callback(release)
+    result = await drivers.add_driver(name, driver)
+    if result.failed:
+        logger.warning("driver %r: %d task(s) could not be recovered: %s", name, len(result.failed), result.failed)
+
+
 def _only_error(exc: BaseException) -> BaseException:
     """The single exception inside (nested) exception groups, or ``exc`` itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def _csi_status(status: PluginStatus, health: CsiPluginHealth | None) -> PluginStatus:
+    """A CSI plugin's state is its health as the CsiManager last saw it (the description when unhealthy)."""
+    if health is None or health.alloc_id != status.alloc_id:
+        return status
+    state = "healthy" if health.healthy else "unhealthy"
+    return status.model_copy(update={"state": state, "last_error": None if health.healthy else health.description})
 
 
 def _plugin_status(info: PluginInfo | None, managed: PluginSnapshot | None) -> PluginStatus:

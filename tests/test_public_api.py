@@ -16,7 +16,12 @@ PACKAGES = [
     "plugin_host.state",
     "plugin_host.base",
     "plugin_host.device",
+    "plugin_host.csi",
+    "plugin_host.driver",
+    "plugin_host.drivers.rawexec",
+    "plugin_host.drivers.virt",
     "plugin_host.fsdevice",
+    "plugin_host.kubelet",
     "plugin_host.config",
 ]
 
@@ -47,6 +52,7 @@ CONTRACT = {
         "DeviceManager",
     ],
     "plugin_host.fsdevice": ["FsDevice", "FsDeviceConfig"],
+    "plugin_host.csi": ["CsiClient", "GetPluginInfoResponse", "NodeGetInfoResponse", "VolumeCapability", "Volume"],
 }
 
 

@@ -60,7 +60,12 @@ class PluginConfig(BaseModel):
 
 
 class PluginsRegistryConfig(BaseModel):
-    """``plugins_registry { dir = ... }``: where CSI plugins register kubelet-style (used by a later issue)."""
+    """``plugins_registry { dir = ... }``: where CSI drivers register kubelet-style (``pluginregistration.v1``).
+
+    A :class:`~plugin_host.csi.PluginWatcher` watches the directory (created 0755 if missing): each registration
+    socket in it that announces a ``CSIPlugin`` becomes a ``csi-node`` plugin of the registry (alloc id
+    ``plugins-registry:<socket path>``), supervised by the host's CsiManager; removing the socket deregisters it.
+    """
 
     model_config = _NESTED
 
@@ -68,7 +73,13 @@ class PluginsRegistryConfig(BaseModel):
 
 
 class KubeletConfig(BaseModel):
-    """``kubelet { plugin_dir, namespace }``: serve the host's device plugins to a kubelet (used by a later issue)."""
+    """``kubelet { plugin_dir, namespace }``: serve the host's built-in device plugins to a kubelet.
+
+    Each device group of each built-in plugin (fs-device) becomes the resource
+    ``<namespace>/<vendor>-<type>-<name>`` (``example.com/nomad-file-mock``), served on
+    ``<plugin_dir>/<namespace>-<vendor>-<type>-<name>.sock`` and registered with the kubelet on
+    ``<plugin_dir>/kubelet.sock``; Allocate reserves through the plugin.
+    """
 
     model_config = _NESTED
 
@@ -77,7 +88,11 @@ class KubeletConfig(BaseModel):
 
 
 class KubeletServerConfig(BaseModel):
-    """``kubelet_server { plugin_dir }``: act as a kubelet for Kubernetes device plugins (used by a later issue)."""
+    """``kubelet_server { plugin_dir }``: act as a kubelet for Kubernetes device plugins.
+
+    The host serves kubelet's registration API on ``<plugin_dir>/kubelet.sock``; each plugin that registers is a
+    ``device`` plugin of the registry (name = its resource name, alloc id ``"kubelet"``) run by the DeviceManager.
+    """
 
     model_config = _NESTED
 
