@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Self
 
+import msgpack
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from plugin_host.errors import ConfigError
 
-__all__ = ["ConfigModel", "allowed_keys", "config_error_from_validation"]
+__all__ = ["ConfigModel", "allowed_keys", "config_error_from_validation", "decode_msgpack_config", "msgpack_text"]
 
 _SOURCE: ContextVar[str | None] = ContextVar("plugin_host_config_source", default=None)
 
@@ -75,6 +76,43 @@ def config_error_from_validation(
     if len(problems) == 1:
         return ConfigError(prefix + problems[0])
     return ConfigError(prefix + f"{len(problems)} problems:\n  " + "\n  ".join(problems))
+
+
+def msgpack_text(value: Any) -> Any:
+    """``value`` with UTF-8 byte strings turned into str, through maps and lists: older Go msgpack encoders write
+    strings as raw bytes. Bytes that are not UTF-8 stay bytes."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, Mapping):
+        return {msgpack_text(k): msgpack_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [msgpack_text(v) for v in value]
+    return value
+
+
+def decode_msgpack_config(payload: bytes, model: type[BaseModel], *, source: str) -> dict[str, Any]:
+    """The map of config keys in the msgpack ``payload`` Nomad sends in ``SetConfig`` (empty or nil: ``{}``).
+
+    Anything that does not decode, or is not a map, is a :class:`ConfigError` naming ``source`` and the keys
+    ``model`` allows.
+    """
+    if not payload:
+        return {}
+    try:
+        data = msgpack.unpackb(payload, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise ConfigError(f"{source}: msgpack payload of {len(payload)} bytes does not decode: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: msgpack payload must be a map of {', '.join(allowed_keys(model))}; got {type(data).__name__}"
+        )
+    decoded: dict[str, Any] = msgpack_text(data)
+    return decoded
 
 
 class ConfigModel(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, ValidationInfo
 from plugin_host.base import hclspec
 from plugin_host.config.durations import PositiveDuration
 from plugin_host.config.hcl import load_hcl_file, single_block
-from plugin_host.config.validation import ConfigModel, allowed_keys
+from plugin_host.config.validation import ConfigModel, decode_msgpack_config
 from plugin_host.errors import ConfigError
 
 __all__ = ["CONFIG_SPEC", "FsDeviceConfig", "PermissionString"]
@@ -64,22 +64,8 @@ class FsDeviceConfig(ConfigModel):
     @classmethod
     def from_msgpack(cls, payload: bytes) -> Self:
         """Decode the msgpack map Nomad sends in ``SetConfig``; missing keys take their defaults."""
-        if not payload:
-            return cls()
-        try:
-            data = msgpack.unpackb(payload, raw=False)
-        except (ValueError, msgpack.UnpackException) as exc:
-            raise ConfigError(
-                f"fs-device config: msgpack payload of {len(payload)} bytes does not decode: {exc}"
-            ) from exc
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(
-                f"fs-device config: msgpack payload must be a map of {', '.join(allowed_keys(cls))};"
-                f" got {type(data).__name__}"
-            )
-        return cls.from_mapping({_text(k): _text(v) for k, v in data.items()}, source="fs-device config (msgpack)")
+        data = decode_msgpack_config(payload, cls, source=cls.config_source())
+        return cls.from_mapping(data, source="fs-device config (msgpack)")
 
     @classmethod
     def coerce(cls, config: FsDeviceConfig | Mapping[str, Any] | bytes | bytearray | memoryview) -> Self:
@@ -100,16 +86,6 @@ class FsDeviceConfig(ConfigModel):
         """The msgpack map Nomad would send for this config (durations as Go strings)."""
         packed: bytes = msgpack.packb(self.model_dump(), use_bin_type=True)
         return packed
-
-
-def _text(value: Any) -> Any:
-    # Older Go msgpack encoders write strings as raw bytes.
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value
-    return value
 
 
 CONFIG_SPEC = hclspec.obj(

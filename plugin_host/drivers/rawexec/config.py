@@ -8,10 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-import msgpack
-
 from plugin_host.base import hclspec
-from plugin_host.config.validation import ConfigModel
+from plugin_host.config.validation import ConfigModel, decode_msgpack_config
 from plugin_host.errors import ConfigError
 
 __all__ = ["CONFIG_SPEC", "TASK_CONFIG_SPEC", "RawExecConfig"]
@@ -41,15 +39,7 @@ class RawExecConfig(ConfigModel):
         if isinstance(config, cls):
             return config
         if isinstance(config, bytes | bytearray | memoryview):
-            if not config:
-                return cls()
-            try:
-                data = msgpack.unpackb(bytes(config), raw=False)
-            except (ValueError, msgpack.UnpackException) as exc:
-                raise ConfigError(f"raw-exec config: msgpack payload does not decode: {exc}") from exc
-            if data is None:
-                return cls()
-            config = data
+            config = decode_msgpack_config(bytes(config), cls, source=cls.config_source())
         if isinstance(config, Mapping):
             return cls.from_mapping(config)
         raise ConfigError(

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-import msgpack
 from pydantic import Field, SecretStr, field_validator
 
 from plugin_host.base import hclspec
-from plugin_host.config.validation import ConfigModel, allowed_keys
+from plugin_host.config.validation import ConfigModel, decode_msgpack_config, msgpack_text
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -37,20 +36,6 @@ def _one_block(value: Any) -> Any:
     # HCL parsers hand a block over as a list holding one mapping; msgpack from Nomad as the mapping itself.
     if isinstance(value, list | tuple) and len(value) == 1 and isinstance(value[0], Mapping):
         return value[0]
-    return value
-
-
-def _text(value: Any) -> Any:
-    # Older Go msgpack encoders write strings as raw bytes.
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value
-    if isinstance(value, Mapping):
-        return {_text(k): _text(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_text(v) for v in value]
     return value
 
 
@@ -128,30 +113,11 @@ class VirtConfig(ConfigModel):
         if isinstance(config, VirtConfig):
             return cls.from_mapping(config.model_dump())
         if isinstance(config, bytes | bytearray | memoryview):
-            return cls.from_mapping(_decode_msgpack(bytes(config), cls), source="virt config (msgpack)")
+            data = decode_msgpack_config(bytes(config), cls, source=cls.config_source())
+            return cls.from_mapping(data, source="virt config (msgpack)")
         if isinstance(config, Mapping):
-            return cls.from_mapping(_text(config))
+            return cls.from_mapping(msgpack_text(config))
         raise ConfigError(f"virt config: expected VirtConfig, a mapping or msgpack bytes; got {type(config).__name__}")
-
-
-def _decode_msgpack(payload: bytes, model: type[ConfigModel]) -> dict[str, Any]:
-    if not payload:
-        return {}
-    try:
-        data = msgpack.unpackb(payload, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise ConfigError(
-            f"{model.config_source()}: msgpack payload of {len(payload)} bytes does not decode: {exc}"
-        ) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{model.config_source()}: msgpack payload must be a map of {', '.join(allowed_keys(model))};"
-            f" got {type(data).__name__}"
-        )
-    decoded: dict[str, Any] = _text(data)
-    return decoded
 
 
 class OsConfig(ConfigModel):
@@ -226,10 +192,10 @@ class VirtTaskConfig(ConfigModel):
         """Decode a task's ``driver_config`` (a mapping, or msgpack bytes)."""
         source = f"virt task config of task {task_id!r}"
         if isinstance(data, bytes | bytearray | memoryview):
-            return cls.from_mapping(_decode_msgpack(bytes(data), cls), source=source)
+            return cls.from_mapping(decode_msgpack_config(bytes(data), cls, source=source), source=source)
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: expected a mapping of config keys; got {type(data).__name__}")
-        return cls.from_mapping(_text(data), source=source)
+        return cls.from_mapping(msgpack_text(data), source=source)
 
 
 _NET_SPEC = hclspec.block_list(
