@@ -19,7 +19,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from examples.csi_hostpath.hostpath import HostpathPlugin
+from examples.csi_hostpath.hostpath import TOPOLOGY_KEY, HostpathPlugin
 from plugin_host._proto.csi import v1 as wire
 from plugin_host.csi import CsiClient, CsiPluginServer
 from plugin_host.errors import PluginRPCError
@@ -63,6 +63,28 @@ async def test_create_volume_is_idempotent_and_refuses_an_incompatible_capacity(
         assert clash.code == "ALREADY_EXISTS"
         assert clash.rpc_message == "volume 'db' exists with capacity 100 bytes, incompatible with the requested range"
         assert len((await client.list_volumes()).entries) == 1
+
+
+@pytest.mark.anyio
+async def test_create_volume_honours_the_requisite_topology(short_tmp: Path) -> None:
+    """The plugin advertises accessibility constraints: a requisite topology without this node is RESOURCE_EXHAUSTED
+    for a new volume and ALREADY_EXISTS for an existing name; one that includes the node is served."""
+    here = {"requisite": [{"segments": {TOPOLOGY_KEY: "n2"}}, {"segments": {TOPOLOGY_KEY: "n1"}}]}
+    elsewhere = {"requisite": [{"segments": {TOPOLOGY_KEY: "n2"}}], "preferred": [{"segments": {TOPOLOGY_KEY: "n2"}}]}
+    async with served(short_tmp) as client:
+        refused = await _rpc_error(
+            client.create_volume(name="far", volume_capabilities=[MOUNT], accessibility_requirements=elsewhere)
+        )
+        assert refused.code == "RESOURCE_EXHAUSTED"
+        assert refused.rpc_message == "volume 'far' can only be provisioned on node 'n1', not in the requisite topology"
+        created = await client.create_volume(name="near", volume_capabilities=[MOUNT], accessibility_requirements=here)
+        assert created.volume.accessible_topology[0].segments == {TOPOLOGY_KEY: "n1"}
+        clash = await _rpc_error(
+            client.create_volume(name="near", volume_capabilities=[MOUNT], accessibility_requirements=elsewhere)
+        )
+        assert clash.code == "ALREADY_EXISTS"
+        assert clash.rpc_message == "volume 'near' exists on node 'n1', not in the requisite topology"
+        assert [e.volume.volume_id for e in (await client.list_volumes()).entries] == [created.volume.volume_id]
 
 
 @pytest.mark.anyio

@@ -197,3 +197,25 @@ async def test_bad_settings_are_config_errors() -> None:
             CsiManager(registry, call_timeout=-1)
         with pytest.raises(ConfigError, match="registry must be a Registry, got str"):
             CsiManager("registry")  # type: ignore[arg-type]
+
+
+async def test_newer_registration_on_the_same_socket_keeps_the_dispensed_client_open(short_tmp: Path) -> None:
+    """A re-registration at the same socket (new alloc) is not a deregistration: a client callers hold keeps working."""
+    sock = short_tmp / "same.sock"
+    async with (
+        serve_hostpath(sock),
+        CsiClients() as clients,
+        Registry() as registry,
+        CsiManager(registry, probe_interval=INTERVAL, clients=clients) as manager,
+        manager.subscribe() as changes,
+    ):
+        await registry.register_plugin(csi_plugin(sock, alloc_id="a1"))
+        with anyio.fail_after(WAIT):
+            await until(changes, lambda h: h.healthy)
+        held = await clients.dispense(csi_plugin(sock, alloc_id="a1"))
+        await registry.register_plugin(csi_plugin(sock, alloc_id="a2"))
+        with anyio.fail_after(WAIT):
+            await until(changes, lambda h: h.healthy and h.alloc_id == "a2")
+        assert await held.probe() is True
+        assert await clients.dispense(csi_plugin(sock, alloc_id="a2")) is held
+        assert clients.sockets() == [str(sock)]

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from pydantic import BaseModel
 
+from plugin_host._proto.csi import v1 as wire
 from plugin_host.csi import CsiClient, CsiPluginServer, Secrets
 from plugin_host.csi._rpcs import RPCS
 from plugin_host.csi._secrets import SECRET_FIELDS, scrub
@@ -182,3 +184,46 @@ async def test_secrets_never_reach_logs_reprs_or_errors(short_tmp: Path, caplog:
         assert all(SECRET not in text for text in _texts_of(error)), error
     assert "PERMISSION_DENIED" in str(errors[0])
     assert "'token': '***'" in str(errors[0])
+
+
+class RaisingPlugin:
+    """A plugin whose DeleteVolume fails with a plain exception quoting the credentials (a careless plugin bug)."""
+
+    def __init__(self, error: Callable[[str], Exception]) -> None:
+        self._error = error
+
+    async def delete_volume(self, request: Any) -> BaseModel:
+        raise self._error(request.secrets["token"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("error", "sent"),
+    [
+        (lambda token: RuntimeError(f"vault refused the token {token}"), "RuntimeError: vault refused the token ***"),
+        (lambda token: FileNotFoundError(2, "No such file", f"/keys/{token}"), "No such file: '/keys/***'"),
+    ],
+    ids=["message", "oserror-filename"],
+)
+async def test_plugin_exception_quoting_a_secret_is_scrubbed_by_the_server(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture, error: Callable[[str], Exception], sent: str
+) -> None:
+    """CsiPluginServer hides the request's secret values in the INTERNAL status it sends and in its log record
+    (traceback included) when a plugin method raises an exception that quotes them."""
+    caplog.set_level(logging.DEBUG)
+    async with CsiPluginServer(RaisingPlugin(error), short_tmp / "csi.sock"):
+        channel = Channel(path=str(short_tmp / "csi.sock"))
+        request = wire.DeleteVolumeRequest(volume_id="v", secrets={"token": SECRET})
+        try:
+            with pytest.raises(GRPCError) as caught:
+                await wire.ControllerStub(channel).delete_volume(request, timeout=10)
+        finally:
+            channel.close()
+    assert caught.value.status is Status.INTERNAL
+    assert caught.value.message is not None
+    assert caught.value.message.startswith("DeleteVolume: ")
+    assert caught.value.message.endswith(sent)
+    [record] = [r for r in caplog.records if r.name == "plugin_host.csi.server" and r.levelno == logging.WARNING]
+    assert record.exc_info is not None
+    assert sent in caplog.text
+    assert SECRET not in caplog.text

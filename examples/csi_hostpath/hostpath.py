@@ -5,9 +5,11 @@ Volumes live under ``data_dir/volumes/<volume_id>/`` with their metadata (name, 
 root and the mount works, and otherwise makes the target path a symlink to it.
 
 It keeps to the spec where a CO can tell: CreateVolume and DeleteVolume are idempotent, a second CreateVolume with
-the same name and an incompatible capacity is ``ALREADY_EXISTS``, an unknown volume is ``NOT_FOUND``, and a request
-missing a REQUIRED field is ``INVALID_ARGUMENT`` naming it (:class:`plugin_host.csi.server.CsiPluginServer` checks
-that before a method runs). Serve it with ``CsiPluginServer(HostpathPlugin(...), socket_path)``.
+the same name and an incompatible capacity (or a requisite topology without this node) is ``ALREADY_EXISTS``, a new
+volume whose requisite topology excludes this node is ``RESOURCE_EXHAUSTED``, an unknown volume is ``NOT_FOUND``,
+and a request missing a REQUIRED field is ``INVALID_ARGUMENT`` naming it
+(:class:`plugin_host.csi.server.CsiPluginServer` checks that before a method runs). Serve it with
+``CsiPluginServer(HostpathPlugin(...), socket_path)``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ def _fits(size: int, capacity: api.CapacityRange | None) -> bool:
     if capacity is None:
         return True
     return size >= capacity.required_bytes and (not capacity.limit_bytes or size <= capacity.limit_bytes)
+
+
+def _reachable(requirements: api.TopologyRequirement | None, node_id: str) -> bool:
+    """Whether a volume on ``node_id`` meets ``requirements``: only ``requisite`` limits where a volume may live."""
+    if requirements is None or not requirements.requisite:
+        return True
+    return any(topology.segments.get(TOPOLOGY_KEY) == node_id for topology in requirements.requisite)
 
 
 def _used_bytes(path: Path) -> int:
@@ -257,11 +266,17 @@ class HostpathPlugin:
         if request.volume_content_source is not None:
             raise GRPCError(Status.INVALID_ARGUMENT, "CreateVolume: volume_content_source is not supported")
         size = _size(request.capacity_range)
+        reachable = _reachable(request.accessibility_requirements, self._node_id)
         async with self._lock:
             for volume_id, meta in self._all():
                 if meta.get("name") != request.name:
                     continue
                 existing = self._volume(volume_id, meta)
+                if not reachable:
+                    raise GRPCError(
+                        Status.ALREADY_EXISTS,
+                        f"volume {request.name!r} exists on node {self._node_id!r}, not in the requisite topology",
+                    )
                 if not _fits(existing.capacity_bytes, request.capacity_range):
                     raise GRPCError(
                         Status.ALREADY_EXISTS,
@@ -269,6 +284,13 @@ class HostpathPlugin:
                         f"incompatible with the requested range",
                     )
                 return api.CreateVolumeResponse(volume=existing)
+            if not reachable:
+                # Every volume lives on this node (VOLUME_ACCESSIBILITY_CONSTRAINTS): the spec's "unable to provision".
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"volume {request.name!r} can only be provisioned on node {self._node_id!r},"
+                    " not in the requisite topology",
+                )
             volume_id = uuid.uuid4().hex
             self._volume_dir(volume_id).mkdir(parents=True)
             meta = {"name": request.name, "capacity_bytes": size}

@@ -21,7 +21,7 @@ from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import grpc_errors, map_exceptions, unary_call
 from plugin_host.csi._convert import describe_validation_error, from_wire, to_wire
 from plugin_host.csi._rpcs import RPCS, Rpc
-from plugin_host.csi._secrets import Secrets, scrub_exception
+from plugin_host.csi._secrets import scrub_exception, secret_values
 from plugin_host.errors import (
     ConfigError,
     InvalidRequestError,
@@ -43,12 +43,6 @@ def _check_timeout(value: object, what: str, error: type[PluginHostError]) -> fl
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise error(f"{what} is {value!r}, expected a positive number of seconds")
     return float(value)
-
-
-def _secret_values(request: BaseModel) -> list[str]:
-    return [
-        v for name in type(request).model_fields if isinstance(s := getattr(request, name), Secrets) for v in s.values()
-    ]
 
 
 class CsiCalls:
@@ -152,7 +146,7 @@ class CsiCalls:
                 timeout=deadline,
             )
         except PluginHostError as exc:
-            scrub_exception(exc, _secret_values(request))
+            scrub_exception(exc, secret_values(request))
             raise
         return self._reply(rpc, reply)
 
@@ -172,5 +166,5 @@ class CsiCalls:
                     async for message in stream:
                         yield self._reply(rpc, message)
         except PluginHostError as exc:
-            scrub_exception(exc, _secret_values(request))
+            scrub_exception(exc, secret_values(request))
             raise

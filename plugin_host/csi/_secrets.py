@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-__all__ = ["REDACTED", "SECRET_FIELDS", "Secrets", "scrub", "scrub_exception"]
+__all__ = ["REDACTED", "SECRET_FIELDS", "Secrets", "scrub", "scrub_exception", "secret_values"]
 
 REDACTED = "***"
 
@@ -92,6 +92,12 @@ def _serialize(value: Secrets, info: core_schema.SerializationInfo) -> Any:
     return value.redacted() if info.mode_is_json() else value
 
 
+def secret_values(request: object) -> list[str]:
+    """The secret values a request model carries (every value of each of its :class:`Secrets` fields)."""
+    fields = getattr(type(request), "model_fields", {})
+    return [value for name in fields if isinstance(s := getattr(request, name), Secrets) for value in s.values()]
+
+
 def scrub(text: str, values: Iterable[str]) -> str:
     """``text`` with every occurrence of a secret value replaced by ``'***'`` (longest values first)."""
     for value in sorted({v for v in values if v}, key=len, reverse=True):
@@ -100,10 +106,11 @@ def scrub(text: str, values: Iterable[str]) -> str:
 
 
 def scrub_exception(exc: BaseException, values: Iterable[str]) -> None:
-    """Scrub secret values from the string arguments (and ``rpc_message``) of ``exc`` and of its causes, in place.
+    """Scrub secret values from the string arguments (and message attributes) of ``exc`` and its causes, in place.
 
-    A plugin may echo a request's secrets in its error status; the exception, and the grpclib error it was
-    raised from, must not carry them into a log line.
+    A plugin may echo a request's secrets in its error status, and a plugin served by
+    :class:`~plugin_host.csi.CsiPluginServer` may raise an exception quoting them; neither the exception nor the
+    one it was raised from may carry them into a log line or a status message.
     """
     secret_values = [v for v in values if v]
     if not secret_values:
@@ -113,7 +120,8 @@ def scrub_exception(exc: BaseException, values: Iterable[str]) -> None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         current.args = tuple(scrub(arg, secret_values) if isinstance(arg, str) else arg for arg in current.args)
-        for attr in ("rpc_message", "message", "details"):
+        # Besides args: what grpclib's and our errors carry, and what an OSError prints instead of its args.
+        for attr in ("rpc_message", "message", "details", "strerror", "filename", "filename2"):
             value = getattr(current, attr, None)
             if isinstance(value, str):
                 with contextlib.suppress(AttributeError):  # a read-only property: nothing we can scrub

@@ -207,7 +207,7 @@ class CsiManager:
         if current is not None and current.info == info:
             return
         if current is not None:
-            await self._stop(current, replaced=info is not None)
+            await self._stop(current, replaced_by=info)
         if info is not None:
             self._start(info)
 
@@ -230,19 +230,24 @@ class CsiManager:
         )
         self._tg.start_soon(self._supervise, instance, name=f"CSI {info.type} {info.name}")
 
-    async def _stop(self, instance: _Instance, *, replaced: bool) -> None:
+    async def _stop(self, instance: _Instance, *, replaced_by: PluginInfo | None) -> None:
         key = (instance.info.type, instance.info.name)
         instance.scope.cancel()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout):
             await instance.done.wait()
         del self._instances[key]
-        if not replaced:
+        if replaced_by is None:
             final = instance.health.model_copy(
                 update={"healthy": False, "description": "deregistered; supervision stopped", "supervised": False}
             )
             self._hub.publish(final)
         self._logger.info("stopped supervising %s plugin %r (alloc %r)", key[0], key[1], instance.info.alloc_id)
-        if all(other.socket_path != instance.socket_path for other in self._instances.values()):
+        # The shared channel goes only with the last user of the socket: a registration replacing this one on the
+        # same socket (a new alloc, a new version) keeps it, so the clients callers hold stay open.
+        users = [other.socket_path for other in self._instances.values()]
+        if replaced_by is not None and replaced_by.connection_info is not None:
+            users.append(replaced_by.connection_info.socket_path)
+        if instance.socket_path not in users:
             assert self._clients is not None
             await self._clients.release(instance.socket_path)
 

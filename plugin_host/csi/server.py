@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from plugin_host._grpc_server import UnixSocketServer, recv_request
 from plugin_host.csi._convert import describe_validation_error, from_wire, to_wire
 from plugin_host.csi._rpcs import RPCS, Rpc
+from plugin_host.csi._secrets import scrub_exception, secret_values
 
 __all__ = ["CsiPluginServer", "csi_handlers", "rpc_method_name"]
 
@@ -67,6 +68,8 @@ def _handler(rpc: Rpc, impl: _Impl) -> Handler:
         except GRPCError:
             raise
         except Exception as exc:
+            # The exception may quote the request's credentials: hide them before it is logged or sent back.
+            scrub_exception(exc, secret_values(request))
             logger.warning("CSI plugin raised during %s", rpc.name, exc_info=True)
             raise GRPCError(Status.INTERNAL, f"{rpc.name}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(reply, rpc.reply):
