@@ -46,8 +46,11 @@ HEALTHY_INFO = DeviceInfo()
 SICK_INFO = DeviceInfo(state="Unhealthy")
 
 
+_EDITS = CdiContainerEdits(env=("GPU=1",))
+
+
 def _spec(kind: str = "example.com/gpu", *names: str) -> CdiSpec:
-    return CdiSpec(kind=kind, devices=tuple(CdiDevice(name=name) for name in names))
+    return CdiSpec(kind=kind, devices=tuple(CdiDevice(name=name, container_edits=_EDITS) for name in names))
 
 
 def _tree(devices: dict[str, dict[str, DeviceInfo]]) -> DeviceTree:
@@ -120,6 +123,93 @@ def test_add_device_rejects_an_invalid_type_name(dev_type: str, problem: str) ->
     with pytest.raises(InvalidPluginError, match=problem) as caught:
         DeviceTree().add_device(dev_type, "a", HEALTHY_INFO)
     assert repr(dev_type) in str(caught.value)
+
+
+_NODE = CdiDeviceNode(path="/dev/gpu0")
+_BAD_CDI_SPECS = [
+    ("unknown version", {"cdi_version": "1.0.0"}, "cdi_version '1.0.0' is not a spec version runtimes load"),
+    ("version too old", {"cdi_version": "0.2.0"}, "cdi_version '0.2.0' is not a spec version"),
+    ("annotations on 0.5.0", {"annotations": {"a": "b"}}, "too old for annotations, which needs at least '0.6.0'"),
+    ("dot in class on 0.5.0", {"kind": "example.com/gpu.x"}, "too old for a '.' in the class of the kind"),
+    ("mount type on 0.3.0", {"cdi_version": "0.3.0", "mount_type": "bind"}, "too old for a mount with a type"),
+    ("empty device edits", {"edits": CdiContainerEdits()}, "device 'gpu0' has no container_edits"),
+    ("env without =", {"edits": CdiContainerEdits(env=("GPU",))}, "device 'gpu0' env entry 'GPU' is not NAME=value"),
+    ("env without name", {"edits": CdiContainerEdits(env=("=1",))}, "env entry '=1' is not NAME=value"),
+    (
+        "node type",
+        {"edits": CdiContainerEdits(device_nodes=(_NODE.model_copy(update={"type": "x"}),))},
+        "device node '/dev/gpu0' has type 'x'",
+    ),
+    (
+        "node permissions",
+        {"edits": CdiContainerEdits(device_nodes=(_NODE.model_copy(update={"permissions": "rx"}),))},
+        "has permissions 'rx', expected some of 'rwm'",
+    ),
+    (
+        "negative uid",
+        {"edits": CdiContainerEdits(device_nodes=(_NODE.model_copy(update={"uid": -1}),))},
+        "has uid -1, expected 0 to 4294967295",
+    ),
+    (
+        "hook name",
+        {"edits": CdiContainerEdits(hooks=(CdiHook(hook_name="preStart", path="/bin/true"),))},
+        "hook '/bin/true' has hook_name 'preStart'",
+    ),
+    (
+        "spec-level env",
+        {"spec_edits": CdiContainerEdits(env=("X",))},
+        "the spec's container_edits env entry 'X' is not NAME=value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "problem"), [c[1:] for c in _BAD_CDI_SPECS], ids=[c[0] for c in _BAD_CDI_SPECS])
+def test_add_device_rejects_a_cdi_spec_runtimes_would_refuse(options: dict[str, Any], problem: str) -> None:
+    """Bad input: a CDI spec the runtimes' CDI loader refuses (version, empty or malformed edits) fails at
+    add_device, naming the device, the kind and the problem, instead of being written and failing the container."""
+    mount = CdiMount(host_path="/h", container_path="/c", type=options.get("mount_type", ""))
+    edits = options.get("edits", CdiContainerEdits(env=("GPU=1",), mounts=(mount,)))
+    spec = CdiSpec(
+        cdi_version=options.get("cdi_version", "0.5.0"),
+        kind=options.get("kind", "example.com/gpu"),
+        annotations=options.get("annotations", {}),
+        devices=(CdiDevice(name="gpu0", container_edits=edits),),
+        container_edits=options.get("spec_edits", CdiContainerEdits()),
+    )
+    tree = DeviceTree()
+    with pytest.raises(InvalidPluginError, match="would be refused by runtimes") as caught:
+        tree.add_device("gpu", "a", DeviceInfo(cdi_spec=spec))
+    assert problem in str(caught.value)
+    assert "device 'a' of type 'gpu'" in str(caught.value)
+    assert len(tree) == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "options"),
+    [("0.6.0", {"annotations": {"a": "b"}}), ("v0.6.0", {"kind": "example.com/gpu.x"}), ("0.8.0", {}), ("0.3.0", {})],
+)
+def test_add_device_accepts_a_cdi_spec_whose_version_covers_its_features(version: str, options: dict[str, Any]) -> None:
+    """A spec whose cdi_version is known and new enough for the features it uses is kept as it is."""
+    spec = CdiSpec(
+        cdi_version=version,
+        kind=options.get("kind", "example.com/gpu"),
+        annotations=options.get("annotations", {}),
+        devices=(CdiDevice(name="gpu0", container_edits=_EDITS),),
+    )
+    tree = DeviceTree()
+    tree.add_device("gpu", "a", DeviceInfo(cdi_spec=spec))
+    assert tree["gpu"]["a"].cdi_spec == spec
+
+
+def test_add_device_rejects_an_id_that_is_not_utf8_text() -> None:
+    """Bad input: an id with a lone surrogate (no UTF-8 form, so no protobuf string) fails at add_device, naming it."""
+    tree = DeviceTree()
+    with pytest.raises(InvalidPluginError, match="expected a string that encodes to UTF-8") as caught:
+        tree.add_device("gpu", "g\ud800", HEALTHY_INFO)
+    assert "'g\\ud800' of type 'gpu'" in str(caught.value)
+    assert len(tree) == 0
+    tree.add_device("gpu", "gé☃𝄞", HEALTHY_INFO)  # any real Unicode text is fine
+    assert list(tree["gpu"]) == ["gé☃𝄞"]
 
 
 def test_add_device_rejects_an_empty_id_and_a_non_info() -> None:

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin_host._proto import v1beta1 as wire
+from plugin_host.errors import PluginProtocolError
 from plugin_host.kubelet import DeviceInfo
 from plugin_host.kubelet._list_decode import DecodedListAndWatchResponse, ListedDevice, decode_canonical
 from plugin_host.kubelet._list_encode import encode_list_response
@@ -70,16 +71,25 @@ def test_other_layouts_are_left_to_betterproto(data: bytes, refusal: str) -> Non
     ids=["device past the end", "id past its device", "truncated varint", "topology past its device", "bad utf-8"],
 )
 def test_broken_messages_fail_as_betterproto_does(data: bytes) -> None:
-    """A broken message is not read directly; betterproto then decides, and both end the same (result or error)."""
+    """A broken message is not read directly; betterproto then decides: its result, or a PluginProtocolError
+    caused by betterproto's exception."""
     with pytest.raises((ValueError, IndexError)):
         decode_canonical(data)
+    _assert_ends_as_betterproto(data)
+
+
+def _assert_ends_as_betterproto(data: bytes) -> None:
+    expected: tuple[ListedDevice, ...] | type[Exception]
     try:
         expected = _by_betterproto(data)
     except Exception as exc:
-        with pytest.raises(type(exc)):
-            DecodedListAndWatchResponse.FromString(data)
-    else:
+        expected = type(exc)
+    if isinstance(expected, tuple):
         assert DecodedListAndWatchResponse.FromString(data).devices == expected
+        return
+    with pytest.raises(PluginProtocolError, match="bytes is not a valid ListAndWatchResponse") as caught:
+        DecodedListAndWatchResponse.FromString(data)
+    assert type(caught.value.__cause__) is expected
 
 
 _device_maps = st.dictionaries(
@@ -105,14 +115,22 @@ def test_what_we_encode_is_read_back_directly(devices: dict[str, DeviceInfo]) ->
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=64))
 def test_any_bytes_end_as_betterproto_ends(data: bytes) -> None:
-    """For arbitrary bytes the reader gives betterproto's devices, or raises where betterproto raises."""
-    try:
-        expected = _by_betterproto(data)
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            DecodedListAndWatchResponse.FromString(data)
-    else:
-        assert DecodedListAndWatchResponse.FromString(data).devices == expected
+    """For arbitrary bytes the reader gives betterproto's devices, or a PluginProtocolError where betterproto
+    raises."""
+    _assert_ends_as_betterproto(data)
+
+
+@pytest.mark.parametrize("last", [0x02, 0x7F], ids=["bit 64 set", "bits 64-69 set"])
+def test_a_numa_id_varint_past_64_bits_is_read_as_betterproto_reads_it(last: int) -> None:
+    """A 10-byte NUMA id varint carrying bits past the 64th is cut to int64 as betterproto does, not read as a
+    bigger number."""
+    node = b"\x08" + b"\xff" * 9 + bytes([last])
+    data = _device(b"\x1a" + bytes([len(node) + 2]) + b"\x0a" + bytes([len(node)]) + node)
+    expected = _by_betterproto(data)
+    assert expected[0].topology is not None
+    assert -(1 << 63) <= expected[0].topology[0] < 1 << 63
+    assert decode_canonical(data) == expected
+    assert DecodedListAndWatchResponse.FromString(data).devices == expected
 
 
 def test_decoded_messages_compare_by_devices() -> None:

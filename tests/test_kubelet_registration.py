@@ -17,6 +17,7 @@ from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin, wire
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.device import ContainerReservation, DeviceGroup, DeviceSpec, FingerprintResponse, Mount
 from plugin_host.errors import ConfigError, DeviceError, PluginNotFoundError, SocketInUseError
+from plugin_host.kubelet._list_encode import EncodedListAndWatchResponse
 from plugin_host.kubelet.registration_server import (
     KUBELET_ALLOC_ID,
     KUBELET_PROTOCOL,
@@ -475,3 +476,38 @@ async def test_remove_plugin_sockets_cleans_the_directory_as_kubelet_does(plugin
         KubeletRegistrationServer(plugin_dir, registry, remove_plugin_sockets=True),
     ):
         assert sorted(p.name for p in plugin_dir.iterdir()) == ["kubelet.sock", "kubelet_internal_checkpoint"]
+
+
+class _GarblingPlugin(ScriptedPlugin):
+    """Sends one good list, then a message that is not a valid ListAndWatchResponse (invalid UTF-8 in an id)."""
+
+    async def list_and_watch(self, empty: wire.Empty) -> AsyncIterator[wire.ListAndWatchResponse]:
+        self.stream_opened.set()
+        yield wire.ListAndWatchResponse(devices=list(self.devices))
+        await self._changed.wait()
+        yield EncodedListAndWatchResponse(b"\x0a\x03\x0a\x01\xff")
+        await anyio.sleep_forever()
+
+
+async def test_a_malformed_list_and_watch_message_fails_the_stream_not_the_server(plugin_dir: Path) -> None:
+    """A plugin sending bytes that do not decode marks its devices unhealthy; the server keeps serving others."""
+    garbling, good = _GarblingPlugin(), ScriptedPlugin()
+    async with (
+        Registry() as registry,
+        KubeletRegistrationServer(plugin_dir, registry) as server,
+        serve_plugin(garbling, plugin_dir / "bad.sock"),
+        serve_plugin(good, plugin_dir / "good.sock"),
+    ):
+        info = PluginInfo(name=RESOURCE, type=PLUGIN_TYPE_DEVICE, options={"protocol": KUBELET_PROTOCOL})
+        stream = server.dispense(info).fingerprint()
+        await register(server.socket_path, endpoint="bad.sock", resource_name=RESOURCE)
+        assert _health(await _next_group(stream)) == {"d1": True, "d2": True}
+        garbling.set_devices(wire_devices(["d1"]))
+        group = await _next_group(stream)
+        assert _health(group) == {"d1": False, "d2": False}
+        assert "ListAndWatch stream failed" in group.devices[0].health_description
+        assert "not a valid ListAndWatchResponse" in group.devices[0].health_description
+        # The server still works: the same resource registers again from a well-behaved plugin.
+        await register(server.socket_path, endpoint="good.sock", resource_name=RESOURCE)
+        assert _health(await _next_group(stream)) == {"d1": True, "d2": True}
+        await stream.aclose()

@@ -19,7 +19,7 @@ from grpclib.const import Cardinality
 from kubelet_fake import FakeKubelet
 
 from plugin_host._proto import v1beta1 as wire
-from plugin_host.errors import ConfigError, PluginRPCError, SocketInUseError
+from plugin_host.errors import ConfigError, InvalidPluginError, PluginRPCError, SocketInUseError
 from plugin_host.kubelet import (
     USE_DEFAULT,
     AllocateRequest,
@@ -33,6 +33,7 @@ from plugin_host.kubelet import (
     DeviceInfo,
     DevicePluginOptions,
     DeviceTypeServer,
+    KubeletDevice,
     KubeletDeviceSpec,
     KubeletMount,
     PreferredAllocationRequest,
@@ -126,6 +127,33 @@ async def test_update_sends_the_full_new_list(short_tmp: Path) -> None:
         with anyio.fail_after(WAIT):
             devices = await kubelet.wait_for_devices(RESOURCE, lambda d: set(d) == {"g9"})
         assert devices["g9"].topology == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("devices", "problem"),
+    [
+        ({"": DeviceInfo()}, "must be a non-empty string"),
+        ({"g\udc80": DeviceInfo()}, "encodes to UTF-8"),
+        ({"g5": {"state": "Healthy"}}, "info must be a DeviceInfo, got dict"),
+        (
+            {"g5": DeviceInfo(cdi_spec=CdiSpec(kind="example.com/gpu", devices=(CdiDevice(name="g5"),)))},
+            "no container_edits",
+        ),
+    ],
+    ids=["empty id", "lone surrogate", "not a DeviceInfo", "bad CDI spec"],
+)
+async def test_update_checks_devices_as_add_device_does(short_tmp: Path, devices: dict[str, Any], problem: str) -> None:
+    """Bad input: update() refuses what add_device refuses (InvalidPluginError naming it) and keeps serving the last
+    list, instead of breaking every ListAndWatch message later."""
+    async with kubelet_and_server(short_tmp) as (kubelet, server):
+        with pytest.raises(InvalidPluginError, match=problem) as caught:
+            server.update(devices)
+        assert "of type 'gpu'" in str(caught.value)
+        server.update({"g9": DeviceInfo()})
+        with anyio.fail_after(WAIT):
+            assert await kubelet.wait_for_devices(RESOURCE, lambda devs: "g9" in devs) == {
+                "g9": KubeletDevice(id="g9", health="Healthy")
+            }
 
 
 async def test_several_list_and_watch_streams_each_get_every_update(short_tmp: Path) -> None:
@@ -396,7 +424,7 @@ async def test_a_socket_served_by_a_live_process_is_refused(short_tmp: Path) -> 
     """Bad input: our socket path already served by someone alive → SocketInUseError saying so; it is left alone."""
     path = short_tmp / "example.com-gpu.sock"
     async with await anyio.create_unix_listener(path):
-        with pytest.raises(SocketInUseError, match="another process is serving it") as caught:
+        with pytest.raises(SocketInUseError, match="is already in use") as caught:
             async with serving(short_tmp):
                 pass
         assert "example.com/gpu" in str(caught.value)

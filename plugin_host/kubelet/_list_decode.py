@@ -2,7 +2,9 @@
 
 betterproto needs well over 100 ms to parse 1,000 ``Device`` messages. Messages written the canonical way (every
 field in number order, each at most once, no unknown fields: what protobuf, betterproto and Go's encoder write)
-are read here directly; anything else is handed to betterproto, so unusual input is read exactly as before.
+are read here directly; anything else is handed to betterproto, so unusual input is read exactly as before. A
+message neither can read raises :class:`~plugin_host.errors.PluginProtocolError` (betterproto's own exception as its
+cause): whoever consumes the stream sees one error type instead of whatever betterproto stumbled on.
 Schema: see :mod:`plugin_host.kubelet._list_encode`.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plugin_host._proto import v1beta1 as wire
+from plugin_host.errors import PluginProtocolError
 
 __all__ = ["DecodedListAndWatchResponse", "ListedDevice", "decode_canonical"]
 
@@ -56,6 +59,8 @@ def _topology(data: bytes, pos: int, end: int) -> tuple[int, ...]:
             if data[pos] != 0x08:
                 raise ValueError("not a NUMANode id")
             node, pos = _varint(data, pos + 1)
+            # int64 as protobuf reads it: bits past the 64th of a 10-byte varint are dropped, then two's complement.
+            node &= (1 << 64) - 1
             if node >= 1 << 63:
                 node -= 1 << 64
         if pos != node_end:
@@ -102,15 +107,20 @@ def decode_canonical(data: bytes) -> tuple[ListedDevice, ...]:
     return tuple(devices)
 
 
-def _from_betterproto(message: wire.ListAndWatchResponse) -> tuple[ListedDevice, ...]:
-    return tuple(
-        ListedDevice(
-            device.id,
-            device.health,
-            tuple(node.id for node in device.topology.nodes) if device.is_set("topology") else None,
+def _read_by_betterproto(data: bytes) -> tuple[ListedDevice, ...]:
+    try:
+        return tuple(
+            ListedDevice(
+                device.id,
+                device.health,
+                tuple(node.id for node in device.topology.nodes) if device.is_set("topology") else None,
+            )
+            for device in wire.ListAndWatchResponse.FromString(data).devices
         )
-        for device in message.devices
-    )
+    except Exception as exc:  # betterproto raises anything from ValueError to AttributeError on bad input
+        raise PluginProtocolError(
+            f"a ListAndWatch message of {len(data)} bytes is not a valid ListAndWatchResponse: {exc!r}"
+        ) from exc
 
 
 class DecodedListAndWatchResponse:
@@ -124,10 +134,11 @@ class DecodedListAndWatchResponse:
     @classmethod
     def FromString(cls, data: bytes) -> DecodedListAndWatchResponse:
         try:
-            return cls(decode_canonical(data))
+            devices = decode_canonical(data)
         except (ValueError, IndexError):
-            # Not written the canonical way (or not valid at all): betterproto reads it, or raises, as before.
-            return cls(_from_betterproto(wire.ListAndWatchResponse.FromString(data)))
+            # Not written the canonical way (or not valid at all): betterproto reads it, or it is refused.
+            devices = _read_by_betterproto(data)
+        return cls(devices)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DecodedListAndWatchResponse):

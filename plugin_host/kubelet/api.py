@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from plugin_host.errors import InvalidPluginError
-from plugin_host.kubelet import _names
+from plugin_host.kubelet import _cdi_rules, _names
 
 __all__ = [
     "API_VERSION",
@@ -234,14 +234,7 @@ class DeviceTree(Mapping[str, Mapping[str, DeviceInfo]]):
         problem = _names.device_type_problem(dev_type)
         if problem is not None:
             raise InvalidPluginError(f"device type {dev_type!r} is invalid: {problem}")
-        if not isinstance(dev_id, str) or not dev_id:
-            raise InvalidPluginError(f"device id of type {dev_type!r} must be a non-empty string, got {dev_id!r}")
-        if not isinstance(info, DeviceInfo):
-            raise InvalidPluginError(
-                f"device {dev_id!r} of type {dev_type!r}: info must be a DeviceInfo, got {type(info).__name__}"
-            )
-        info = _checked_cdi(dev_type, dev_id, info)
-        self._types.setdefault(dev_type, {})[dev_id] = info
+        self._types.setdefault(dev_type, {})[dev_id] = checked_device(dev_type, dev_id, info)
 
     def device_type_count(self, dev_type: str) -> int:
         """How many devices of ``dev_type`` the tree holds (0 for an unknown type)."""
@@ -263,6 +256,26 @@ class DeviceTree(Mapping[str, Mapping[str, DeviceInfo]]):
     def __repr__(self) -> str:
         counts = ", ".join(f"{dev_type!r}: {len(devices)}" for dev_type, devices in self._types.items())
         return f"DeviceTree({{{counts}}})"
+
+
+def checked_device(dev_type: str, dev_id: str, info: DeviceInfo) -> DeviceInfo:
+    """``info`` for device ``dev_id`` of ``dev_type`` once checked (its CDI spec trimmed to one device);
+    :class:`InvalidPluginError` naming the device and what is wrong."""
+    if not isinstance(dev_id, str) or not dev_id:
+        raise InvalidPluginError(f"device id of type {dev_type!r} must be a non-empty string, got {dev_id!r}")
+    try:
+        dev_id.encode()
+    except UnicodeEncodeError:
+        # protobuf strings are UTF-8: such an id would fail every ListAndWatch message of the type.
+        raise InvalidPluginError(
+            f"device id {dev_id!r} of type {dev_type!r} is not valid Unicode text (a lone surrogate),"
+            " expected a string that encodes to UTF-8"
+        ) from None
+    if not isinstance(info, DeviceInfo):
+        raise InvalidPluginError(
+            f"device {dev_id!r} of type {dev_type!r}: info must be a DeviceInfo, got {type(info).__name__}"
+        )
+    return _checked_cdi(dev_type, dev_id, info)
 
 
 def _checked_cdi(dev_type: str, dev_id: str, info: DeviceInfo) -> DeviceInfo:
@@ -290,6 +303,9 @@ def _checked_cdi(dev_type: str, dev_id: str, info: DeviceInfo) -> DeviceInfo:
     problem = _names.cdi_device_name_problem(name)
     if problem is not None:
         raise InvalidPluginError(f"{where}: CDI device name {name!r} (kind {spec.kind!r}) is invalid: {problem}")
+    problem = _cdi_rules.cdi_spec_problem(spec)
+    if problem is not None:
+        raise InvalidPluginError(f"{where}: CDI spec (kind {spec.kind!r}) would be refused by runtimes: {problem}")
     return info
 
 

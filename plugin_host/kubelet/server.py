@@ -43,6 +43,7 @@ from plugin_host.kubelet.api import (
     KUBELET_SOCKET_NAME,
     DeviceInfo,
     RegisterRequest,
+    checked_device,
 )
 
 __all__ = ["DeviceTypeServer"]
@@ -105,6 +106,7 @@ class DeviceTypeServer:
         if problem is not None:
             raise ConfigError(f"device type {dev_type!r} is invalid: {problem}")
         check_settings(register_timeout, register_backoff_initial, register_backoff_max, watch_interval)
+        self._type = dev_type
         self._resource = f"{namespace}/{dev_type}"
         self._endpoint = f"{namespace}-{dev_type}.sock"
         self._plugin_dir = Path(plugin_dir)
@@ -190,12 +192,15 @@ class DeviceTypeServer:
     def update(self, devices: Mapping[str, DeviceInfo]) -> None:
         """Serve ``devices`` (id -> info) from now on: every ListAndWatch stream gets the new full list.
 
-        Before entering, it sets the first list; after :meth:`stop` it does nothing.
+        Before entering, it sets the first list; after :meth:`stop` it does nothing. Each device is checked as
+        :meth:`DeviceTree.add_device <plugin_host.kubelet.api.DeviceTree.add_device>` checks it
+        (:class:`~plugin_host.errors.InvalidPluginError`, nothing changed).
         """
+        checked = {dev_id: checked_device(self._type, dev_id, info) for dev_id, info in devices.items()}
         if self._state is None:
-            self._pending = dict(devices)
+            self._pending = checked
         else:
-            self._state.update(devices)
+            self._state.update(checked)
 
     async def stop(self) -> None:
         """End the ListAndWatch streams, stop serving and remove the socket. Safe to call more than once."""
@@ -238,7 +243,14 @@ class DeviceTypeServer:
         assert self._service is not None
         # kubelet creates the directory when it starts; a plugin started first serves there all the same.
         await anyio.Path(self._plugin_dir).mkdir(mode=0o750, parents=True, exist_ok=True)
-        await claim_socket_path(self._path, what=f"device plugin socket of {self._resource}")
+        await claim_socket_path(
+            self._path,
+            what=f"device plugin socket of {self._resource}",
+            in_use=(
+                f"cannot serve {self._resource}: the socket {str(self._path)!r} is already in use (another process is"
+                " serving it, expected a free or stale socket); stop that process or choose another namespace"
+            ),
+        )
         sock = bind_unix_socket(self._path)
         identity = _identity(self._path)
         assert identity is not None
