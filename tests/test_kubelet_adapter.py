@@ -22,7 +22,7 @@ from plugin_host.device import (
     Mount,
     StatsResponse,
 )
-from plugin_host.errors import ConfigError, DeviceError, InvalidPluginError, PluginRPCError
+from plugin_host.errors import ConfigError, InvalidPluginError, InvalidRequestError, PluginRPCError
 from plugin_host.fsdevice import FsDevice
 from plugin_host.kubelet import AllocateRequest, ContainerAllocateRequest, KubeletDeviceSpec, KubeletMount, Manager
 from plugin_host.kubelet.adapter import DevicePluginScanner, container_response, device_type_for_group
@@ -210,7 +210,8 @@ async def test_health_and_fingerprint_errors_reach_kubelet(short_tmp: Path) -> N
 
 
 async def test_allocate_refuses_unknown_and_unhealthy_ids_before_reserving(short_tmp: Path) -> None:
-    """The allocate hook names an unknown or unhealthy id and never calls reserve() for it."""
+    """The allocate hook names an unknown or unhealthy id (INVALID_ARGUMENT, as kubelet expects) and never calls
+    reserve() for it."""
     plugin = ScriptedDevicePlugin()
     group = DeviceGroup(
         vendor="acme", type="gpu", name="big", devices=(Device(id="g0", healthy=True), Device(id="g1", healthy=False))
@@ -222,10 +223,11 @@ async def test_allocate_refuses_unknown_and_unhealthy_ids_before_reserving(short
             await kubelet.wait_for_devices("example.com/acme-gpu-big")
         for ids, message in ((("nope",), "unknown device 'nope'"), (("g1",), "device 'g1' is unhealthy")):
             request = AllocateRequest(container_requests=(ContainerAllocateRequest(devices_ids=ids),))
-            with pytest.raises(PluginRPCError, match=message):
+            with pytest.raises(PluginRPCError, match=message) as info:
                 await kubelet.raw_allocate("example.com/acme-gpu-big", request)
+            assert info.value.code == "INVALID_ARGUMENT"
         assert plugin.reserved == []
-        with pytest.raises(DeviceError, match="unknown device 'nope'"):
+        with pytest.raises(InvalidRequestError, match="unknown device 'nope'"):
             await scanner.allocate(
                 AllocateRequest(container_requests=(ContainerAllocateRequest(devices_ids=("nope",)),))
             )

@@ -22,6 +22,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from plugin_host._proto import v1beta1 as wire
+from plugin_host.errors import InvalidRequestError
 from plugin_host.kubelet import _cdi
 from plugin_host.kubelet import _convert as convert
 from plugin_host.kubelet._list_encode import EncodedListAndWatchResponse, encoded_list_response
@@ -130,6 +131,9 @@ def _hook_errors(rpc: str, resource: str) -> Iterator[None]:
         yield
     except GRPCError:
         raise
+    except InvalidRequestError as exc:
+        # The hook refused what kubelet asked for (an unknown or unhealthy id): kubelet's own code for that.
+        raise GRPCError(Status.INVALID_ARGUMENT, f"{rpc} for {resource}: {exc}") from exc
     except Exception as exc:
         logger.warning("%s hook of %s raised", rpc, resource, exc_info=True)
         raise GRPCError(Status.UNKNOWN, f"{rpc} for {resource} failed: {str(exc) or type(exc).__name__}") from exc

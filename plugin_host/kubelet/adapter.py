@@ -23,7 +23,7 @@ import anyio
 
 from plugin_host._backoff import Backoff
 from plugin_host.device.api import ContainerReservation, DeviceGroup, DevicePlugin
-from plugin_host.errors import ConfigError, DeviceError, InvalidPluginError
+from plugin_host.errors import ConfigError, InvalidPluginError, InvalidRequestError
 from plugin_host.kubelet.api import (
     HEALTHY,
     UNHEALTHY,
@@ -189,14 +189,14 @@ class DevicePluginScanner:
 
     def _check_ids(self, ids: list[str]) -> None:
         if not ids:
-            raise DeviceError("Allocate: a container request without device ids; expected at least one")
+            raise InvalidRequestError("Allocate: a container request without device ids; expected at least one")
         known = {dev_id: info for devices in self._devices.values() for dev_id, info in devices.items()}
         for dev_id in ids:
             info = known.get(dev_id)
             if info is None:
-                raise DeviceError(f"unknown device {dev_id!r}; expected one of the plugin's devices")
+                raise InvalidRequestError(f"unknown device {dev_id!r}; expected one of the plugin's devices")
             if info.state != HEALTHY:
-                raise DeviceError(f"device {dev_id!r} is unhealthy; expected a healthy device")
+                raise InvalidRequestError(f"device {dev_id!r} is unhealthy; expected a healthy device")
 
 
 async def _aclose(stream: Any) -> None:
