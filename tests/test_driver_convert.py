@@ -232,6 +232,16 @@ def test_start_response_carries_handle_and_optional_network() -> None:
         assert convert.start_response_from_wire(message) == (handle, net)
 
 
+def test_nomads_null_attributes_are_unset_keys() -> None:
+    """Nomad encodes a task's hclspec-decoded config with cty's msgpack: every attribute is there, nil where unset.
+    Those nils arrive as absent keys (in nested blocks too), so a driver sees only what the job set."""
+    payload = msgpack.packb(
+        {"command": "sh", "args": None, "os": None, "nets": [{"bridge": {"name": "br0", "ports": None}}]},
+        use_bin_type=True,
+    )
+    assert convert.driver_config_from_wire(payload) == {"command": "sh", "nets": [{"bridge": {"name": "br0"}}]}
+
+
 def test_driver_config_is_msgpack_on_the_wire() -> None:
     """The driver config travels as a msgpack map (str as str, bytes as bin), as Nomad encodes it."""
     message = convert.task_config_to_wire(TaskConfig(id="t", name="n", driver_config={"a": "b", "c": b"d"}))

@@ -10,12 +10,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import libvirt
 import pytest
 from virt_helpers import Layout, make_image, make_layout, qemu_img_calls, recording_qemu_img, task_config
 
+from plugin_host.driver import _convert as convert
 from plugin_host.driver.api import (
     Capabilities,
     DriverPlugin,
@@ -97,6 +99,30 @@ async def test_fingerprint_reports_libvirt_and_emulator_versions(driver: VirtDri
     assert attrs["driver.virt.libvirt.version"].int_val == libvirt.getVersion()
     assert isinstance(attrs["driver.virt.emulator.version"].int_val, int)
     assert attrs["driver.virt.accelerator"].string_val == "test"
+
+
+_UNSET_BY_NOMAD = (
+    "hostname",
+    "os",
+    "user_data",
+    "timezone",
+    "cmds",
+    "default_user_authorized_ssh_key",
+    "default_user_password",
+    "use_thin_copy",
+    "primary_disk_size",
+)
+
+
+async def test_a_task_config_as_nomad_sends_it_boots(driver: VirtDriver, layout: Layout, image: Path) -> None:
+    """Nomad sends every attribute of the task config spec, nil where the job set none (cty msgpack), and an
+    empty list for absent network_interface blocks: such a task, received over the wire, starts."""
+    nulls: dict[str, Any] = dict.fromkeys(_UNSET_BY_NOMAD)
+    sent = task_config(layout, _task_id(), image=str(image), network_interface=[], **nulls)
+    received = convert.task_config_from_wire(convert.task_config_to_wire(sent))
+    await driver.start_task(received)
+    assert (await driver.inspect_task(sent.id)).state == TaskState.RUNNING
+    await driver.destroy_task(sent.id, force=True)
 
 
 async def test_start_returns_a_handle_that_recovers_in_a_fresh_driver(

@@ -34,6 +34,16 @@ def test_plugin_config_accepts_hcl_blocks_and_msgpack() -> None:
     assert VirtConfig.coerce(None).emulator.uri == "qemu:///system"
 
 
+def test_plugin_config_with_nomads_null_attributes_takes_the_defaults() -> None:
+    """Nomad's SetConfig payload (cty msgpack) carries nil for every unset attribute and an absent block; those
+    mean "unset" and take the defaults."""
+    payload = msgpack.packb({"emulator": None, "data_dir": "/data", "image_paths": None}, use_bin_type=True)
+    config = VirtConfig.coerce(payload)
+    assert config == VirtConfig(data_dir="/data")
+    nested = msgpack.packb({"emulator": {"uri": "qemu:///session", "user": None, "password": None}}, use_bin_type=True)
+    assert VirtConfig.coerce(nested).emulator == EmulatorConfig(uri="qemu:///session")
+
+
 def test_a_password_of_the_wrong_type_is_refused_without_showing_it() -> None:
     """A non-string emulator password is refused; the error does not contain the value."""
     with pytest.raises(ConfigError, match=r"emulator\.password: expected a string") as caught:

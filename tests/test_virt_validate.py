@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,6 +84,47 @@ async def test_image_outside_allow_list_is_refused_before_anything_is_created(
     assert layout.data_files() == []
     assert qemu_img_calls(qemu_log) == []
     assert _domain_names() == before
+
+
+def _image_backed_by(layout: Layout, backing: str, fmt: str = "raw") -> Path:
+    """A qcow2 image inside the allow-list whose backing file is ``backing`` (not opened: ``-u``)."""
+    path = layout.images / "evil.qcow2"
+    env = {**os.environ, "QEMU_IMG_UNRECORDED": "1"}
+    command = ["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", fmt, str(path), "16M"]
+    subprocess.run(command, check=True, env=env)
+    return path
+
+
+@pytest.mark.parametrize("thin", [False, True], ids=["full", "thin"])
+@pytest.mark.parametrize("backing", ["outside", "json"])
+async def test_image_backed_by_a_file_outside_the_allow_list_is_refused(
+    driver: VirtDriver, layout: Layout, qemu_log: Path, backing: str, thin: bool
+) -> None:
+    """An allowed image whose backing file lies outside the allow-list (or is no local file at all) is refused
+    naming it: the VM would otherwise read any host file. No file, no overlay, no domain."""
+    secret = make_image(layout.outside / "host-disk.img")
+    reference = str(secret) if backing == "outside" else f'json:{{"driver":"file","filename":"{secret}"}}'
+    image = _image_backed_by(layout, reference)
+    before = _domain_names()
+    with pytest.raises(TaskConfigError) as caught:
+        await driver.start_task(task_config(layout, _task_id(), image=str(image), use_thin_copy=thin))
+    message = str(caught.value)
+    assert "backing file" in message
+    assert str(secret) in message
+    assert "outside the allowed image paths" in message
+    assert layout.data_files() == []
+    assert not [call for call in qemu_img_calls(qemu_log) if call.startswith("create")]
+    assert _domain_names() == before
+
+
+async def test_backing_chain_inside_the_allow_list_is_accepted(driver: VirtDriver, layout: Layout) -> None:
+    """An image backed by another allowed image boots (thin copy of the chain)."""
+    base = make_image(layout.images / "base.img")
+    image = _image_backed_by(layout, str(base))
+    task_id = _task_id()
+    await driver.start_task(task_config(layout, task_id, image=str(image), use_thin_copy=True))
+    assert (await driver.inspect_task(task_id)).state == "running"
+    await driver.destroy_task(task_id, force=True)
 
 
 async def test_missing_image_is_named_and_nothing_is_left(driver: VirtDriver, layout: Layout, qemu_log: Path) -> None:

@@ -192,7 +192,21 @@ def driver_config_from_wire(payload: bytes) -> dict[str, Any]:
         raise PluginProtocolError(
             f"TaskConfig.msgpack_driver_config decodes to a {type(data).__name__}; expected a map with string keys"
         )
-    return data
+    cleaned: dict[str, Any] = without_nulls(data)
+    return cleaned
+
+
+def without_nulls(value: Any) -> Any:
+    """``value`` without the map entries whose value is nil, through maps and lists.
+
+    Nomad encodes an hclspec-decoded config with cty's msgpack: every attribute of the spec is present, nil where
+    the job (or the agent's plugin block) set nothing, and an absent block is nil too. Nil therefore means unset.
+    """
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
 
 
 # --- fingerprint and capabilities -------------------------------------------------------------------------------

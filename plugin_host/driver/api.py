@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from plugin_host.base.api import BasePlugin
 from plugin_host.base.hclspec import Spec
@@ -310,14 +310,15 @@ class TaskConfig(BaseModel):
     node_name: str = ""
     node_id: str = ""
     alloc_id: str = ""
-    env: dict[str, str] = {}
-    device_env: dict[str, str] = {}
+    # The environment and the driver config may carry secrets (tokens, passwords): kept out of reprs.
+    env: dict[str, str] = Field(default={}, repr=False)
+    device_env: dict[str, str] = Field(default={}, repr=False)
     resources: Resources | None = None
     devices: tuple[DeviceConfig, ...] = ()
     mounts: tuple[MountConfig, ...] = ()
     user: str = ""
     alloc_dir: str = ""
-    driver_config: dict[str, Any] = {}
+    driver_config: dict[str, Any] = Field(default={}, repr=False)
     stdout_path: str = ""
     stderr_path: str = ""
     network_isolation: NetworkIsolationSpec | None = None

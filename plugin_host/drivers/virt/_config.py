@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from plugin_host.base import hclspec
 from plugin_host.config.validation import ConfigModel, decode_msgpack_config, msgpack_text
+from plugin_host.driver._convert import without_nulls
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -113,7 +114,8 @@ class VirtConfig(ConfigModel):
         if isinstance(config, VirtConfig):
             return cls.from_mapping(config.model_dump())
         if isinstance(config, bytes | bytearray | memoryview):
-            data = decode_msgpack_config(bytes(config), cls, source=cls.config_source())
+            # Nomad sends nil for every attribute (and block) its agent config left unset: those take the defaults.
+            data = without_nulls(decode_msgpack_config(bytes(config), cls, source=cls.config_source()))
             return cls.from_mapping(data, source="virt config (msgpack)")
         if isinstance(config, Mapping):
             return cls.from_mapping(msgpack_text(config))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
 
-from plugin_host.errors import DriverError
+from plugin_host.errors import DriverError, TaskConfigError
 
-__all__ = ["ImageInfo", "create_overlay", "image_info", "remove_files"]
+__all__ = ["ImageInfo", "check_image_files", "create_overlay", "image_info", "remove_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,10 @@ class ImageInfo:
     format: str
     virtual_size: int
     """Bytes."""
+    backing: str | None = None
+    """The backing file as qemu reads it (``full-backing-filename``), if the image has one."""
+    data_file: str | None = None
+    """A qcow2 image's external data file, if it has one."""
 
 
 async def _qemu_img(*args: str) -> str:
@@ -44,11 +50,56 @@ async def image_info(path: str) -> ImageInfo:
     out = await _qemu_img("info", "--output=json", path)
     try:
         data = json.loads(out)
-        return ImageInfo(format=str(data["format"]), virtual_size=int(data["virtual-size"]))
+        specific = data.get("format-specific", {}).get("data", {})
+        backing = data.get("full-backing-filename") or data.get("backing-filename")
+        return ImageInfo(
+            format=str(data["format"]),
+            virtual_size=int(data["virtual-size"]),
+            backing=str(backing) if backing else None,
+            data_file=str(specific["data-file"]) if specific.get("data-file") else None,
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise DriverError(
             f"virt: `{QEMU_IMG} info` on {path!r} printed no format and virtual size: {out[:200]!r}"
         ) from exc
+
+
+_MAX_CHAIN = 16
+_PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _local_file(reference: str, image: str) -> str | None:
+    """The real path of a file an image refers to; None when it is no plain local file (``json:``, ``nbd:``...)."""
+    if not reference.startswith(os.sep) and _PROTOCOL.match(reference):
+        return None
+    return os.path.realpath(os.path.join(os.path.dirname(image), reference))
+
+
+async def check_image_files(image: str, info: ImageInfo, allowed: Sequence[str], *, task_id: str) -> None:
+    """Refuse an image that reads through a file outside ``allowed`` (real paths of directories): its backing
+    chain and qcow2 external data files, followed without opening any file that is not allowed. Otherwise an image
+    under an allowed path could hand the VM any file of the host, the allow-list notwithstanding."""
+    current, current_info = image, info
+    for _ in range(_MAX_CHAIN):
+        for kind, reference in (("data file", current_info.data_file), ("backing file", current_info.backing)):
+            if reference is None:
+                continue
+            path = _local_file(reference, current)
+            if path is None or not any(_is_under(path, root) for root in allowed):
+                shown = repr(path) if path is not None else f"{reference!r} (not a local file)"
+                raise TaskConfigError(
+                    f"virt task {task_id!r}: image: {image!r} reads through the {kind} {shown} of {current!r},"
+                    f" which is outside the allowed image paths {list(allowed)}"
+                )
+        if current_info.backing is None:
+            return
+        current = _local_file(current_info.backing, current) or current_info.backing
+        current_info = await image_info(current)
+    raise TaskConfigError(f"virt task {task_id!r}: image: {image!r} has a backing chain deeper than {_MAX_CHAIN}")
 
 
 async def create_overlay(base: str, base_info: ImageInfo, dest: str, size_mb: int | None) -> int:

@@ -19,6 +19,7 @@ __all__ = [
     "MIN_DISK_MB",
     "MIN_MEMORY_MB",
     "TaskPlan",
+    "allowed_roots",
     "domain_name_for",
     "plan_task",
 ]
@@ -75,7 +76,8 @@ def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _allowed_roots(config: TaskConfig, plugin: VirtConfig) -> list[str]:
+def allowed_roots(config: TaskConfig, plugin: VirtConfig) -> list[str]:
+    """The real paths of the directories the task's image may come from."""
     roots = [*plugin.image_paths, plugin.data_dir]
     if config.alloc_dir:
         roots.append(config.alloc_dir)
@@ -96,7 +98,7 @@ def _check_image(task: VirtTaskConfig, config: TaskConfig, plugin: VirtConfig, p
         problems.append(f"image: {given!r} is relative and the task has no alloc_dir to resolve it against")
         return ""
     resolved = os.path.realpath(joined)
-    roots = _allowed_roots(config, plugin)
+    roots = allowed_roots(config, plugin)
     if not any(_is_under(resolved, root) for root in roots):
         via = "" if resolved == os.path.normpath(joined) else f" (resolved from {joined!r})"
         problems.append(

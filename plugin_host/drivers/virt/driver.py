@@ -46,7 +46,7 @@ from plugin_host.driver.api import (
 from plugin_host.drivers.virt._assemble import domain_spec, seed_files, shares_for
 from plugin_host.drivers.virt._cloudinit import write_seed
 from plugin_host.drivers.virt._config import CONFIG_SPEC, TASK_CONFIG_SPEC, VirtConfig, VirtTaskConfig
-from plugin_host.drivers.virt._disk import create_overlay, image_info, remove_files
+from plugin_host.drivers.virt._disk import check_image_files, create_overlay, image_info, remove_files
 from plugin_host.drivers.virt._domain import domain_xml, kvm_usable, pick_domain_type
 from plugin_host.drivers.virt._libvirt import LibvirtConnection
 from plugin_host.drivers.virt._stats import Sample, sample_domain, usage_between
@@ -58,7 +58,7 @@ from plugin_host.drivers.virt._task import (
     exit_for_stopped_event,
     vanished_exit,
 )
-from plugin_host.drivers.virt._validate import TaskPlan, plan_task
+from plugin_host.drivers.virt._validate import TaskPlan, allowed_roots, plan_task
 from plugin_host.errors import ConfigError, DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
 
 __all__ = ["PLUGIN_NAME", "VirtDriver"]
@@ -346,6 +346,7 @@ class VirtDriver:
 
         domain_type = await self._conn.run(check)
         base = await image_info(plan.image)
+        await check_image_files(plan.image, base, allowed_roots(config, self._config), task_id=config.id)
         overlay_path, seed_path, console_path = self._paths(name)
         overlay = overlay_path if task.use_thin_copy else None
         record: TaskRecord | None = None
