@@ -253,3 +253,10 @@ async def test_config_schema_mirrors_upstream() -> None:
             ),
         }
     )
+
+
+def test_msgpack_nil_values_take_the_defaults() -> None:
+    """Nomad sends nil for every attribute a plugin block leaves unset: those keys take their defaults."""
+    payload = msgpack.packb({"dir": None, "list_period": None, "unhealthy_perm": None})
+    assert FsDeviceConfig.from_msgpack(payload) == FsDeviceConfig()
+    assert FsDeviceConfig.from_msgpack(msgpack.packb({"dir": "/x", "list_period": None})) == FsDeviceConfig(dir="/x")

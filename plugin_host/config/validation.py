@@ -16,7 +16,14 @@ from pydantic_core import ErrorDetails
 
 from plugin_host.errors import ConfigError
 
-__all__ = ["ConfigModel", "allowed_keys", "config_error_from_validation", "decode_msgpack_config", "msgpack_text"]
+__all__ = [
+    "ConfigModel",
+    "allowed_keys",
+    "config_error_from_validation",
+    "decode_msgpack_config",
+    "msgpack_text",
+    "without_nulls",
+]
 
 _SOURCE: ContextVar[str | None] = ContextVar("plugin_host_config_source", default=None)
 
@@ -93,8 +100,22 @@ def msgpack_text(value: Any) -> Any:
     return value
 
 
+def without_nulls(value: Any) -> Any:
+    """``value`` without the map entries whose value is nil, through maps and lists.
+
+    Nomad encodes an hclspec-decoded config with cty's msgpack: every attribute of the spec is present, nil where
+    the job (or the agent's plugin block) set nothing, and an absent block is nil too. Nil therefore means unset.
+    """
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
 def decode_msgpack_config(payload: bytes, model: type[BaseModel], *, source: str) -> dict[str, Any]:
-    """The map of config keys in the msgpack ``payload`` Nomad sends in ``SetConfig`` (empty or nil: ``{}``).
+    """The map of config keys in the msgpack ``payload`` Nomad sends in ``SetConfig`` (empty or nil: ``{}``), nil
+    entries left out so that their keys take their defaults (see :func:`without_nulls`).
 
     Anything that does not decode, or is not a map, is a :class:`ConfigError` naming ``source`` and the keys
     ``model`` allows.
@@ -111,7 +132,7 @@ def decode_msgpack_config(payload: bytes, model: type[BaseModel], *, source: str
         raise ConfigError(
             f"{source}: msgpack payload must be a map of {', '.join(allowed_keys(model))}; got {type(data).__name__}"
         )
-    decoded: dict[str, Any] = msgpack_text(data)
+    decoded: dict[str, Any] = without_nulls(msgpack_text(data))
     return decoded
 
 

@@ -22,6 +22,7 @@ import msgpack
 
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host.base._convert import attributes_from_wire, attributes_to_wire, on_wire
+from plugin_host.config.validation import without_nulls
 from plugin_host.driver.api import (
     AllocatedCpuResources,
     AllocatedMemoryResources,
@@ -194,19 +195,6 @@ def driver_config_from_wire(payload: bytes) -> dict[str, Any]:
         )
     cleaned: dict[str, Any] = without_nulls(data)
     return cleaned
-
-
-def without_nulls(value: Any) -> Any:
-    """``value`` without the map entries whose value is nil, through maps and lists.
-
-    Nomad encodes an hclspec-decoded config with cty's msgpack: every attribute of the spec is present, nil where
-    the job (or the agent's plugin block) set nothing, and an absent block is nil too. Nil therefore means unset.
-    """
-    if isinstance(value, dict):
-        return {key: without_nulls(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
-        return [without_nulls(item) for item in value]
-    return value
 
 
 # --- fingerprint and capabilities -------------------------------------------------------------------------------

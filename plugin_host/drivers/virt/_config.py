@@ -13,7 +13,6 @@ from pydantic import Field, SecretStr, field_validator
 
 from plugin_host.base import hclspec
 from plugin_host.config.validation import ConfigModel, decode_msgpack_config, msgpack_text
-from plugin_host.driver._convert import without_nulls
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -115,7 +114,7 @@ class VirtConfig(ConfigModel):
             return cls.from_mapping(config.model_dump())
         if isinstance(config, bytes | bytearray | memoryview):
             # Nomad sends nil for every attribute (and block) its agent config left unset: those take the defaults.
-            data = without_nulls(decode_msgpack_config(bytes(config), cls, source=cls.config_source()))
+            data = decode_msgpack_config(bytes(config), cls, source=cls.config_source())
             return cls.from_mapping(data, source="virt config (msgpack)")
         if isinstance(config, Mapping):
             return cls.from_mapping(msgpack_text(config))
