@@ -17,7 +17,7 @@ from plugin_host.drivers.virt._cloudinit import SeedContent, Share, build_seed, 
 from plugin_host.drivers.virt._config import EmulatorConfig
 from plugin_host.drivers.virt._domain import DomainSpec, FsShare, domain_xml, pick_domain_type, task_id_from_xml
 from plugin_host.drivers.virt._libvirt import LibvirtConnection
-from plugin_host.drivers.virt._validate import domain_name_for
+from plugin_host.drivers.virt._validate import TaskPlan, domain_name_for
 from plugin_host.errors import ConfigError
 
 CAPS = """<capabilities><guest><os_type>hvm</os_type><arch name='x86_64'>
@@ -212,3 +212,22 @@ def test_lifecycle_events_reach_a_new_loop_while_an_old_loops_connection_is_stil
     finally:
         asyncio.run(leaked.aclose())
     assert (name, libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_BOOTED) in seen
+
+
+def test_user_data_stays_out_of_reprs() -> None:
+    """Inline user data (which often carries credentials) appears in neither the task config's nor the plan's repr."""
+    secret = "#cloud-config\npassword: hunter2-in-user-data\n"
+    task = VirtTaskConfig(image="/img/base.img", user_data=secret)
+    plan = TaskPlan(
+        task_id="a/b/c",
+        domain_name="b-c",
+        hostname="b",
+        image="/img/base.img",
+        memory_mb=512,
+        vcpus=1,
+        cpuset="0",
+        user_data=secret.encode(),
+        task=task,
+    )
+    for text in (repr(task), str(task), repr(plan)):
+        assert "hunter2" not in text

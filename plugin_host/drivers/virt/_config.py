@@ -153,9 +153,9 @@ class VirtTaskConfig(ConfigModel):
     """Disk image to boot: absolute, or relative to the task directory."""
     hostname: str | None = None
     os: OsConfig | None = None
-    user_data: str | None = None
+    user_data: str | None = Field(default=None, repr=False)
     """cloud-init user-data: a path to a file (absolute, or relative to the task directory), or inline content
-    starting with ``#`` (``#cloud-config``, ``#!/bin/sh``, ...)."""
+    starting with ``#`` (``#cloud-config``, ``#!/bin/sh``, ...). Not in the repr: it often carries credentials."""
     timezone: str | None = None
     cmds: tuple[str, ...] = ()
     default_user_authorized_ssh_key: str | None = None

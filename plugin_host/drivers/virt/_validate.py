@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from plugin_host.driver.api import TaskConfig
 from plugin_host.drivers.virt._config import NetworkInterfaceConfig, OsConfig, VirtConfig, VirtTaskConfig
@@ -48,8 +48,9 @@ class TaskPlan:
     memory_mb: int
     vcpus: int
     cpuset: str
-    user_data: bytes | None
-    """The user-data content (read from the file when ``user_data`` named one), or None for the default."""
+    user_data: bytes | None = field(repr=False)
+    """The user-data content (read from the file when ``user_data`` named one), or None for the default. Left out
+    of the repr: user data routinely carries passwords and keys."""
     task: VirtTaskConfig
 
 
