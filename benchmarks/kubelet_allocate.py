@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import grpc  # type: ignore[import-untyped]
+import grpc
 
 from plugin_host.kubelet import DeviceInfo, DeviceTypeServer, KubeletMount
 

@@ -22,6 +22,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server, Stream
 
+from plugin_host._grpc_status import StatusDetailsCodec
 from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_socket_if_ours
 
 __all__ = [
@@ -53,7 +54,8 @@ class ClosingServer(Server):
     """
 
     def __init__(self, handlers: Sequence[Servable]) -> None:
-        super().__init__(list(handlers))
+        # Status details (Nomad's RecoverableError) go out in grpc-status-details-bin, as Go's servers send them.
+        super().__init__(list(handlers), status_details_codec=StatusDetailsCodec())
         self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:

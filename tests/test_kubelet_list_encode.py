@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # type: ignore[import-untyped]
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 from hypothesis import given, settings

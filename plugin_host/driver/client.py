@@ -7,7 +7,8 @@ an in-process one. Errors are translated at this edge (see :mod:`plugin_host._gr
 - ``NOT_FOUND``, or any status whose message contains Nomad's ``task not found for given id`` →
   :class:`TaskNotFoundError`;
 - ``INVALID_ARGUMENT`` → :class:`TaskConfigError`; ``ALREADY_EXISTS`` → :class:`TaskExistsError`;
-- ``FAILED_PRECONDITION`` → :class:`DriverError` with ``recoverable=True``; any other status → :class:`DriverError`.
+- a status carrying Nomad's ``RecoverableError`` detail → :class:`DriverError` with its ``recoverable`` flag (as
+  Nomad's client reads it, whatever the code); any other status → :class:`DriverError` (not recoverable).
 
 In the fingerprint and task-event streams an error status is not raised: as Nomad's client does, the iterator
 yields one last message with ``error``/``err`` set, then stops. The stats stream raises the translated error.
@@ -29,8 +30,10 @@ from grpclib.exceptions import GRPCError
 
 from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import grpc_errors, map_exceptions, status_text, unary_call
+from plugin_host._grpc_status import StatusDetailsCodec
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
+from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
 from plugin_host.base import _convert as base_convert
 from plugin_host.base.api import PluginInfoResponse
 from plugin_host.base.hclspec import Spec
@@ -92,7 +95,8 @@ class DriverPluginClient:
     async def __aenter__(self) -> Self:
         if self._channel is not None:
             raise RuntimeError(f"DriverPluginClient for {str(self._path)!r} is already open")
-        self._channel = Channel(path=os.fspath(self._path))  # grpclib connects on the first call
+        # grpclib connects on the first call; the codec reads the RecoverableError status detail.
+        self._channel = Channel(path=os.fspath(self._path), status_details_codec=StatusDetailsCodec())
         return self
 
     async def __aexit__(
@@ -123,8 +127,7 @@ class DriverPluginClient:
                 return TaskConfigError(f"{what}: invalid task config: {text}")
             if exc.status is Status.ALREADY_EXISTS:
                 return TaskExistsError(f"{what}: {text}")
-            recoverable = exc.status is Status.FAILED_PRECONDITION
-            return DriverError(f"{what} failed ({exc.status.name}): {text}", recoverable=recoverable)
+            return DriverError(f"{what} failed ({exc.status.name}): {text}", recoverable=_recoverable(exc))
 
         return translate
 
@@ -350,3 +353,10 @@ class DriverPluginClient:
             status_error=self._status_error("ExecTask", task_id),
         )
         return convert.exec_response_from_wire(reply)
+
+
+def _recoverable(exc: GRPCError) -> bool:
+    """Nomad's client: the first status detail, when it is a RecoverableError, says whether a retry may help."""
+    details: list[Any] = list(exc.details or [])
+    first = details[0] if details else None
+    return isinstance(first, wire_structs.RecoverableError) and first.recoverable

@@ -6,7 +6,8 @@ Errors from the plugin become the call's gRPC status, with codes a client can te
 
 - :class:`TaskNotFoundError` → ``NOT_FOUND``; its message always contains Nomad's ``task not found for given id``;
 - :class:`TaskConfigError` → ``INVALID_ARGUMENT``; :class:`TaskExistsError` → ``ALREADY_EXISTS``;
-- a recoverable :class:`DriverError` → ``FAILED_PRECONDITION`` (as Nomad's server does for recoverable errors);
+- a recoverable :class:`DriverError` → ``FAILED_PRECONDITION`` with a ``RecoverableError{recoverable: true}`` status
+  detail, exactly as Nomad's server sends recoverable errors (its client reads only the detail);
 - anything else → ``UNKNOWN`` with the exception's message.
 
 ``ExecTaskStreaming``, ``CreateNetwork`` and ``DestroyNetwork`` are not served (``UNIMPLEMENTED``): the Protocol has
@@ -28,6 +29,7 @@ from grpclib.server import Stream
 
 from plugin_host._grpc_server import Servable, UnixSocketServer, aclose_responses, recv_request
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
+from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
 from plugin_host.base import _convert as base_convert
 from plugin_host.base._service import BasePluginService
 from plugin_host.driver import _convert as convert
@@ -72,7 +74,11 @@ def _driver_errors(rpc: str, task_id: str | None = None) -> Iterator[None]:
         text = str(exc) or type(exc).__name__
         if status is Status.NOT_FOUND and TASK_NOT_FOUND_MESSAGE not in text:
             text = f"{TASK_NOT_FOUND_MESSAGE}: {task_id!r} ({text})"
-        raise GRPCError(status, text) from exc
+        details = None
+        if status is Status.FAILED_PRECONDITION:
+            # How Nomad's agent learns it may retry: the RecoverableError detail, as its Go server attaches it.
+            details = [wire_structs.RecoverableError(recoverable=True)]
+        raise GRPCError(status, text, details) from exc
 
 
 async def _serve_stream(
