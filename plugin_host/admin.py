@@ -33,6 +33,7 @@ __all__ = [
     "DeviceStatus",
     "HostStatus",
     "PluginStatus",
+    "TaskEntry",
     "admin_request",
     "query_status",
 ]
@@ -77,12 +78,28 @@ class PluginStatus(BaseModel):
     name: str
     type: str
     state: str
-    """``starting``/``running``/``restarting`` for managed device plugins, ``registered`` otherwise."""
+    """``starting``/``running``/``restarting`` for managed device plugins, ``healthy``/``unhealthy`` for supervised CSI
+    plugins, ``registered`` otherwise."""
     version: str = ""
     socket_path: str | None = None
     alloc_id: str = ""
     last_error: str | None = None
     groups: tuple[DeviceGroupStatus, ...] = ()
+
+
+class TaskEntry(BaseModel):
+    """One task a task driver runs (or ran) for the host, or a stored task its driver could not recover."""
+
+    model_config = _FROZEN
+
+    id: str
+    driver: str
+    """The managing driver's name; empty for an unrecovered task."""
+    state: str
+    """``running``/``exited``/``unknown`` as the driver reports it, or ``unrecovered``."""
+    exit_code: int | None = None
+    detail: str = ""
+    """The exit error, why recovery failed, or why the driver could not be asked."""
 
 
 class HostStatus(BaseModel):
@@ -95,6 +112,9 @@ class HostStatus(BaseModel):
     state_file: str
     admin_socket: str
     plugins: tuple[PluginStatus, ...] = ()
+    drivers: tuple[str, ...] = ()
+    """The task drivers the host runs."""
+    tasks: tuple[TaskEntry, ...] = ()
 
 
 # --- server -----------------------------------------------------------------------------------------------------

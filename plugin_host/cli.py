@@ -75,7 +75,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_status(status: HostStatus) -> str:
-    """The readable form of a host's status: a table of plugins, then one of devices."""
+    """The readable form of a host's status: a table of plugins, one of devices, and one of tasks (with drivers)."""
     out = [f"plugin-host {status.version} (pid {status.pid}), state file {status.state_file}", ""]
     if status.plugins:
         rows = [[p.name, p.type, p.state, p.version or "-", p.socket_path or "-"] for p in status.plugins]
@@ -93,6 +93,14 @@ def render_status(status: HostStatus) -> str:
     out.append(_table(["PLUGIN", "GROUP", "DEVICE", "HEALTH", "DESCRIPTION"], devices) if devices else "no devices")
     if errors:
         out.extend(["", *errors])
+    if status.drivers:
+        out.append("")
+        tasks = [
+            [t.id, t.driver or "-", t.state, "-" if t.exit_code is None else str(t.exit_code), t.detail]
+            for t in status.tasks
+        ]
+        drivers = ", ".join(status.drivers)
+        out.append(_table(["TASK", "DRIVER", "STATE", "EXIT", "DETAIL"], tasks) if tasks else f"no tasks ({drivers})")
     return "\n".join(out)
 
 

@@ -35,6 +35,7 @@ from plugin_host.admin import (
     DeviceStatus,
     HostStatus,
     PluginStatus,
+    TaskEntry,
     check_not_running,
 )
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["PluginHost"]
 
 logger = logging.getLogger(__name__)
+
+# How long `status` waits for a driver to describe one task (a hung remote driver must not hang `status`).
+_STATUS_INSPECT_TIMEOUT = 2.0
 
 """Device plugins that run inside the host process, by the name a ``plugin "NAME"`` block uses."""
 
@@ -318,16 +322,46 @@ class PluginHost:
                     status = _csi_status(status, self._csi.health(ptype, info.name))
                 plugins.append(status)
         plugins.extend(_plugin_status(None, p) for p in snapshot.plugins if p.name not in seen)
+        drivers = self.drivers
         return HostStatus(
             pid=os.getpid(),
             version=__version__,
             state_file=os.fspath(self._config.state_file.absolute()),
             admin_socket=os.fspath(self._config.admin_socket_path),
             plugins=tuple(sorted(plugins, key=lambda p: (p.type, p.name))),
+            drivers=tuple(drivers.driver_names()),
+            tasks=await _task_entries(drivers),
         )
 
     async def _status_json(self) -> Any:
         return (await self.status()).model_dump(mode="json")
+
+
+async def _task_entries(drivers: DriverManager) -> tuple[TaskEntry, ...]:
+    """Each tracked task as its driver reports it now (a bounded ask), then the stored tasks not recovered."""
+    entries: list[TaskEntry] = []
+    for task_id, driver in sorted(drivers.tasks().items()):
+        try:
+            with anyio.fail_after(_STATUS_INSPECT_TIMEOUT):
+                status = await drivers.inspect_task(task_id)
+        except (PluginHostError, TimeoutError) as exc:
+            entries.append(TaskEntry(id=task_id, driver=driver, state="unknown", detail=f"inspect failed: {exc}"))
+            continue
+        result = status.exit_result
+        entries.append(
+            TaskEntry(
+                id=task_id,
+                driver=driver,
+                state=status.state.value,
+                exit_code=result.exit_code if result is not None else None,
+                detail=(result.err or "") if result is not None else "",
+            )
+        )
+    entries.extend(
+        TaskEntry(id=task_id, driver="", state="unrecovered", detail=why)
+        for task_id, why in sorted(drivers.unrecovered().items())
+    )
+    return tuple(entries)
 
 
 async def _add_builtin_driver(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from driver_helpers import gated, make_fifo, release
+from driver_helpers import gated, make_fifo, release, task
 
+from plugin_host.cli import render_status
 from plugin_host.config import HostConfig
 from plugin_host.errors import ConfigError
 from plugin_host.host import PluginHost
@@ -44,3 +45,26 @@ async def test_bad_driver_config_fails_at_load_naming_the_plugin(short_tmp: Path
     """An unknown key in raw-exec's config block is a ConfigError naming the plugin and the key."""
     with pytest.raises(ConfigError, match=r"plugin \"raw-exec\" config: unknown key 'bogus'"):
         host_config(short_tmp, bogus=1)
+
+
+async def test_status_lists_the_drivers_and_their_tasks(short_tmp: Path) -> None:
+    """host.status() and `plugin-host status` show each task with its driver, state and exit code."""
+    fifo = make_fifo(short_tmp)
+    async with PluginHost(host_config(short_tmp)) as host:
+        await host.drivers.start_task("raw-exec", gated("t-running", fifo, 0))
+        await host.drivers.start_task("raw-exec", task("t-done", "exit 3"))
+        with anyio.fail_after(10):
+            await host.drivers.wait_task("t-done")
+        status = await host.status()
+        assert status.drivers == ("raw-exec",)
+        assert [(t.id, t.driver, t.state, t.exit_code) for t in status.tasks] == [
+            ("t-done", "raw-exec", "exited", 3),
+            ("t-running", "raw-exec", "running", None),
+        ]
+        lines = render_status(status).splitlines()
+        assert lines[-3].split() == ["TASK", "DRIVER", "STATE", "EXIT", "DETAIL"]
+        assert lines[-2].split() == ["t-done", "raw-exec", "exited", "3"]
+        assert lines[-1].split() == ["t-running", "raw-exec", "running", "-"]
+        with anyio.fail_after(10):
+            await release(fifo)
+            await host.drivers.wait_task("t-running")
