@@ -60,7 +60,8 @@ async def claim_socket_path(path: Path, *, what: str = "socket", in_use: str | N
     if await is_served(path):
         raise SocketInUseError(
             in_use
-            or f"cannot serve the {what} {str(path)!r}: another process is serving it, expected a free or stale socket"
+            or f"cannot serve the {what} {str(path)!r}: it is already in use (another process is serving it),"
+            " expected a free or stale socket"
         )
     logger.info("replacing stale %s %s", what, path)
     await anyio.Path(path).unlink(missing_ok=True)
