@@ -5,7 +5,8 @@ failures into :mod:`plugin_host.errors` the same way:
 
 - the socket cannot be reached, or the connection drops → :class:`PluginUnavailableError` naming the plugin;
 - a call runs past its deadline → :class:`PluginTimeoutError` (a ``TimeoutError``);
-- an error status → :class:`PluginRPCError` (``code`` is the status name), unless the caller maps it itself.
+- an error status → :class:`PluginRPCError` (``code`` is the status name), unless the caller maps it itself;
+- a reply whose bytes do not decode as the RPC's message → :class:`PluginProtocolError`.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def grpc_errors(
         OSError: lambda exc: PluginUnavailableError(f"{where} is unreachable during {rpc}: {exc}"),
         StreamTerminatedError: lambda exc: PluginUnavailableError(f"{where} dropped the call {rpc}: {exc}"),
         ProtocolError: lambda exc: PluginUnavailableError(f"{where} broke the gRPC protocol in {rpc}: {exc}"),
+        # The reply's bytes do not decode as the message the RPC defines (truncated, bad UTF-8, wrong wire types).
+        EOFError: lambda exc: PluginProtocolError(f"{where} sent a reply to {rpc} that does not decode: {exc}"),
+        ValueError: lambda exc: PluginProtocolError(f"{where} sent a reply to {rpc} that does not decode: {exc}"),
     }
 
 
