@@ -47,8 +47,8 @@ from plugin_host.device.manager import REGISTRY_ALLOC_ID
 from plugin_host.driver.manager import DriverManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
-from plugin_host.kubelet.adapter import DevicePluginScanner
 from plugin_host.kubelet.manager import Manager as KubeletManager
+from plugin_host.kubelet.manager_export import DeviceManagerScanner
 from plugin_host.kubelet.registration_server import KubeletRegistrationServer, is_kubelet_plugin
 from plugin_host.registry import (
     PLUGIN_TYPE_CSI_CONTROLLER,
@@ -98,7 +98,7 @@ class PluginHost:
         self._csi: CsiManager | None = None
         self._plugin_watcher: PluginWatcher | None = None
         self._kubelet_server: KubeletRegistrationServer | None = None
-        self._kubelet_exports: dict[str, KubeletManager] = {}
+        self._kubelet_export: KubeletManager | None = None
         self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -159,11 +159,16 @@ class PluginHost:
         return self._kubelet_server
 
     @property
-    def kubelet_exports(self) -> dict[str, KubeletManager]:
-        """The built-in device plugins served to kubelet (``kubelet {}``), by plugin name: their kubelet Managers."""
+    def kubelet_export(self) -> KubeletManager | None:
+        """The kubelet Manager serving the host's device plugins to kubelet (``kubelet {}``), or None."""
         if self._registry is None:
             raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
-        return dict(self._kubelet_exports)
+        return self._kubelet_export
+
+    def _exportable(self, name: str) -> bool:
+        """Whether a managed device plugin is served to kubelet: all but those hosted for kubelet plugins."""
+        server = self._kubelet_server
+        return server is None or not server.manages(name)
 
     def _dispense_device(self, info: PluginInfo) -> Any:
         """The registry's ``device`` dispenser: Kubernetes plugins through the kubelet server, others over gRPC."""
@@ -258,15 +263,6 @@ class PluginHost:
                     socket_path = run_dir / f"{name}.sock"
                     await stack.enter_async_context(DevicePluginServer(plugin, socket_path))
                     await devices.add_plugin(name, plugin, socket_path=os.fspath(socket_path))
-                    if config.kubelet is not None:
-                        # Served to kubelet as well: each device group becomes <namespace>/<vendor>-<type>-<name>.
-                        self._kubelet_exports[name] = await stack.enter_async_context(
-                            KubeletManager(
-                                config.kubelet.namespace,
-                                DevicePluginScanner(plugin),
-                                plugin_dir=config.kubelet.plugin_dir,
-                            )
-                        )
                 if config.kubelet_server is not None:
                     self._kubelet_server = await stack.enter_async_context(
                         KubeletRegistrationServer(config.kubelet_server.plugin_dir, registry, devices=devices)
@@ -275,6 +271,16 @@ class PluginHost:
                     # Left before the DeviceManager: each plugin is removed, then its process stopped (no orphans).
                     self._launcher = await stack.enter_async_context(
                         PluginLauncher(specs, devices=devices, drivers=drivers, state=store)
+                    )
+                if config.kubelet is not None:
+                    # Every managed device plugin (built-in, launched, added by the agent) is served to kubelet as
+                    # well, each device group as <namespace>/<vendor>-<type>-<name>; not the ones kubelet gave us.
+                    self._kubelet_export = await stack.enter_async_context(
+                        KubeletManager(
+                            config.kubelet.namespace,
+                            DeviceManagerScanner(devices, include=self._exportable),
+                            plugin_dir=config.kubelet.plugin_dir,
+                        )
                     )
                 await stack.enter_async_context(AdminServer(config.admin_socket_path, {"status": self._status_json}))
                 logger.info(
@@ -289,7 +295,7 @@ class PluginHost:
             self._launcher = None
             self._csi = self._plugin_watcher = None
             self._kubelet_server = None
-            self._kubelet_exports = {}
+            self._kubelet_export = None
             self._stopped.set()
 
     async def _reconcile(self, registry: Registry, *, external: set[str]) -> None:

@@ -57,7 +57,8 @@ async def test_the_host_serves_fs_device_to_its_own_kubelet_server(short_tmp: Pa
     )
     async with PluginHost(config) as host:
         assert host.kubelet_server is not None
-        assert list(host.kubelet_exports) == ["fs-device"]
+        export = host.kubelet_export
+        assert export is not None
         with anyio.fail_after(WAIT):
             info = await host.registry.wait_for_plugin(PLUGIN_TYPE_DEVICE, RESOURCE)
         assert info.alloc_id == KUBELET_ALLOC_ID
@@ -75,6 +76,8 @@ async def test_the_host_serves_fs_device_to_its_own_kubelet_server(short_tmp: Pa
         )
         status = await host.status()
         assert {(p.name, p.type) for p in status.plugins} >= {(RESOURCE, "device"), ("fs-device", "device")}
+        # What came back from kubelet is never exported again (that would add example.com-nomad-file-mock-...).
+        assert export.device_types() == ("nomad-file-mock",)
     # Leaving deregistered the kubelet plugin and removed every socket of the directory.
     assert sorted(p.name for p in plugin_dir.iterdir()) == []
 

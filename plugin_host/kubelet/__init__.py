@@ -44,6 +44,7 @@ from plugin_host.kubelet.api import RegisterRequest as RegisterRequest
 from plugin_host.kubelet.api import Scanner as Scanner
 from plugin_host.kubelet.api import UseDefault as UseDefault
 from plugin_host.kubelet.manager import Manager as Manager
+from plugin_host.kubelet.manager_export import DeviceManagerScanner as DeviceManagerScanner
 from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID as KUBELET_ALLOC_ID
 from plugin_host.kubelet.registration_server import KUBELET_PROTOCOL as KUBELET_PROTOCOL
 from plugin_host.kubelet.registration_server import KubeletRegistrationServer as KubeletRegistrationServer
@@ -75,6 +76,7 @@ __all__ = [
     "ContainerPreferredAllocationRequest",
     "ContainerPreferredAllocationResponse",
     "DeviceInfo",
+    "DeviceManagerScanner",
     "DevicePluginOptions",
     "DevicePluginScanner",
     "DeviceTree",

@@ -117,6 +117,7 @@ class KubeletRegistrationServer:
         self._remove_plugin_sockets = bool(remove_plugin_sockets)
         self._devices = devices
         self._resources: dict[str, HostedResource] = {}
+        self._managed: set[str] = set()
         self._lock = anyio.Lock()
         self._server: ClosingServer | None = None
         self._tg: TaskGroup | None = None
@@ -217,6 +218,8 @@ class KubeletRegistrationServer:
     async def _manage(self, info: PluginInfo) -> None:
         if self._devices is None:
             return
+        # Known as ours before the DeviceManager announces it, so an exporter never sends it back to kubelet.
+        self._managed.add(info.name)
         try:
             await self._devices.add_plugin(info.name, self.dispense(info))
         except PluginHostError as exc:
@@ -229,6 +232,12 @@ class KubeletRegistrationServer:
             await self._devices.remove_plugin(name)
         except PluginHostError as exc:
             logger.debug("device plugin %r was not managed: %s", name, exc)
+        finally:
+            self._managed.discard(name)
+
+    def manages(self, name: str) -> bool:
+        """Whether ``name`` is a DeviceManager plugin this server added (a Kubernetes device plugin it hosts)."""
+        return name in self._managed
 
     async def _deregister(self, name: str) -> None:
         try:
