@@ -2,6 +2,9 @@
 
 A request is one line ``{"method": "status"}``; the answer is one line, ``{"result": ...}`` or ``{"error": "..."}``.
 A connection may carry several requests in turn. :class:`AdminServer` serves it, :func:`query_status` asks it.
+
+The ``status`` answer only ever grows: fields are added with defaults, never renamed or removed, and a reader ignores
+fields it does not know (so a ``plugin-host status`` of one version reads the answer of a host of another).
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ __all__ = [
     "AdminServer",
     "DeviceGroupStatus",
     "DeviceStatus",
+    "DriverStatus",
     "HostStatus",
+    "KubeletExportStatus",
+    "KubeletResourceStatus",
     "PluginStatus",
     "TaskEntry",
     "admin_request",
@@ -45,7 +51,8 @@ _MAX_LINE = 1 << 20
 _IDLE_TIMEOUT = 30.0
 _REQUEST_TIMEOUT = 10.0
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# Read from hosts of other versions: unknown fields of a newer host are ignored, missing ones of an older take defaults.
+_FROZEN = ConfigDict(frozen=True, extra="ignore")
 
 
 # --- what ``status`` answers ------------------------------------------------------------------------------------
@@ -78,13 +85,56 @@ class PluginStatus(BaseModel):
     name: str
     type: str
     state: str
-    """``starting``/``running``/``restarting`` for managed device plugins, ``healthy``/``unhealthy`` for supervised CSI
-    plugins, ``registered`` otherwise."""
+    """``starting``/``running``/``restarting`` for managed device plugins; ``healthy``/``unhealthy`` for supervised CSI
+    plugins (``csi-controller``, ``csi-node``: the CsiManager's last probe, ``last_error`` saying why when unhealthy);
+    ``registered`` otherwise."""
     version: str = ""
     socket_path: str | None = None
     alloc_id: str = ""
     last_error: str | None = None
     groups: tuple[DeviceGroupStatus, ...] = ()
+    kubelet_hosted: bool = False
+    """A Kubernetes device plugin that registered on the host's kubelet registration socket (``kubelet_server {}``)."""
+
+
+class DriverStatus(BaseModel):
+    """One task driver and its health, as its latest fingerprint says."""
+
+    model_config = _FROZEN
+
+    name: str
+    health: str = "unknown"
+    """``healthy``/``unhealthy``/``undetected`` as the driver reports it; ``unknown`` before its first fingerprint or
+    once its fingerprint stream failed."""
+    health_description: str = ""
+    """The driver's description of its health, or why the fingerprint stream failed."""
+
+
+class KubeletResourceStatus(BaseModel):
+    """One extended resource the host serves to kubelet (``kubelet {}``) and whether kubelet holds its registration."""
+
+    model_config = _FROZEN
+
+    name: str
+    """``<namespace>/<device type>``, as kubelet advertises it."""
+    group: str = ""
+    """The Nomad device group it serves."""
+    plugins: tuple[str, ...] = ()
+    """The device plugins providing that group."""
+    devices: int = 0
+    healthy: int = 0
+    registered: bool = False
+    socket_path: str = ""
+
+
+class KubeletExportStatus(BaseModel):
+    """The host's device plugins as served to kubelet (``kubelet {}``)."""
+
+    model_config = _FROZEN
+
+    namespace: str
+    plugin_dir: str
+    resources: tuple[KubeletResourceStatus, ...] = ()
 
 
 class TaskEntry(BaseModel):
@@ -94,10 +144,12 @@ class TaskEntry(BaseModel):
 
     id: str
     driver: str
-    """The managing driver's name; empty for an unrecovered task."""
+    """The driver's name (for an unrecovered task, the driver that could not recover it)."""
     state: str
     """``running``/``exited``/``unknown`` as the driver reports it, or ``unrecovered``."""
     exit_code: int | None = None
+    signal: int = 0
+    """The signal that ended the task (0: none)."""
     detail: str = ""
     """The exit error, why recovery failed, or why the driver could not be asked."""
 
@@ -113,8 +165,12 @@ class HostStatus(BaseModel):
     admin_socket: str
     plugins: tuple[PluginStatus, ...] = ()
     drivers: tuple[str, ...] = ()
-    """The task drivers the host runs."""
+    """The task drivers the host runs (their names; ``driver_health`` has their health)."""
     tasks: tuple[TaskEntry, ...] = ()
+    driver_health: tuple[DriverStatus, ...] = ()
+    """Each task driver and its health, in the order of ``drivers``."""
+    kubelet_export: KubeletExportStatus | None = None
+    """What ``kubelet {}`` serves to kubelet; None when it is not configured."""
 
 
 # --- server -----------------------------------------------------------------------------------------------------

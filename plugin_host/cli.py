@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import anyio
 
 from plugin_host._version import __version__
-from plugin_host.admin import HostStatus, query_status
+from plugin_host.admin import HostStatus, KubeletExportStatus, PluginStatus, TaskEntry, query_status
 from plugin_host.config.hcl import HclSyntaxError
 from plugin_host.config.host import HostConfig
 from plugin_host.device import DeviceManagerChange, PluginSnapshot, SnapshotChange
@@ -75,10 +75,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_status(status: HostStatus) -> str:
-    """The readable form of a host's status: a table of plugins, one of devices, and one of tasks (with drivers)."""
+    """The readable form of a host's status: tables of plugins, devices, kubelet resources, drivers and tasks."""
     out = [f"plugin-host {status.version} (pid {status.pid}), state file {status.state_file}", ""]
     if status.plugins:
-        rows = [[p.name, p.type, p.state, p.version or "-", p.socket_path or "-"] for p in status.plugins]
+        rows = [[p.name, _plugin_type(p), p.state, p.version or "-", p.socket_path or "-"] for p in status.plugins]
         out.append(_table(["PLUGIN", "TYPE", "STATE", "VERSION", "SOCKET"], rows))
     else:
         out.append("no plugins")
@@ -93,15 +93,50 @@ def render_status(status: HostStatus) -> str:
     out.append(_table(["PLUGIN", "GROUP", "DEVICE", "HEALTH", "DESCRIPTION"], devices) if devices else "no devices")
     if errors:
         out.extend(["", *errors])
-    if status.drivers:
+    if status.kubelet_export is not None:
+        out.extend(["", *_kubelet_export_lines(status.kubelet_export)])
+    if status.driver_health:
+        rows = [[d.name, d.health, d.health_description] for d in status.driver_health]
+        out.extend(["", _table(["DRIVER", "HEALTH", "DESCRIPTION"], rows)])
+    elif status.drivers:  # a host from before drivers had a health
+        out.extend(["", f"drivers: {', '.join(status.drivers)}"])
+    if status.drivers or status.driver_health or status.tasks:
         out.append("")
-        tasks = [
-            [t.id, t.driver or "-", t.state, "-" if t.exit_code is None else str(t.exit_code), t.detail]
-            for t in status.tasks
-        ]
-        drivers = ", ".join(status.drivers)
-        out.append(_table(["TASK", "DRIVER", "STATE", "EXIT", "DETAIL"], tasks) if tasks else f"no tasks ({drivers})")
+        tasks = [[t.id, t.driver or "-", t.state, _exit(t), t.detail] for t in status.tasks]
+        out.append(_table(["TASK", "DRIVER", "STATE", "EXIT", "DETAIL"], tasks) if tasks else "no tasks")
     return "\n".join(out)
+
+
+def _exit(task: TaskEntry) -> str:
+    """The exit code, and the signal that ended the task by name (``143 (SIGTERM)``)."""
+    code = "-" if task.exit_code is None else str(task.exit_code)
+    if not task.signal:
+        return code
+    try:
+        name = signal.Signals(task.signal).name
+    except ValueError:
+        name = f"signal {task.signal}"
+    return f"{code} ({name})"
+
+
+def _plugin_type(plugin: PluginStatus) -> str:
+    return f"{plugin.type} (kubelet-hosted)" if plugin.kubelet_hosted else plugin.type
+
+
+def _kubelet_export_lines(export: KubeletExportStatus) -> list[str]:
+    title = f"served to kubelet (namespace {export.namespace}, plugin_dir {export.plugin_dir})"
+    if not export.resources:
+        return [f"{title}: no resources"]
+    rows = [
+        [
+            r.name,
+            ", ".join(r.plugins) or "-",
+            f"{r.healthy}/{r.devices}",
+            "yes" if r.registered else "no",
+        ]
+        for r in export.resources
+    ]
+    return [f"{title}:", _table(["RESOURCE", "PLUGINS", "HEALTHY", "REGISTERED"], rows)]
 
 
 class _ChangeLines:
@@ -238,7 +273,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     with_config(commands.add_parser("run", help="run the host until SIGINT or SIGTERM, showing devices live"))
-    status = with_config(commands.add_parser("status", help="ask the running host for its plugins and devices"))
+    status = with_config(
+        commands.add_parser("status", help="ask the running host for its plugins, devices, drivers and tasks")
+    )
     status.add_argument("--json", action="store_true", help="print JSON")
     state = commands.add_parser("state", help="inspect the state file")
     state_commands = state.add_subparsers(dest="state_command", required=True)

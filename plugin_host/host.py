@@ -33,7 +33,10 @@ from plugin_host.admin import (
     AdminServer,
     DeviceGroupStatus,
     DeviceStatus,
+    DriverStatus,
     HostStatus,
+    KubeletExportStatus,
+    KubeletResourceStatus,
     PluginStatus,
     TaskEntry,
     check_not_running,
@@ -47,6 +50,8 @@ from plugin_host.device.manager import REGISTRY_ALLOC_ID
 from plugin_host.driver.manager import DriverManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
+from plugin_host.kubelet.adapter import device_type_for_group
+from plugin_host.kubelet.api import HEALTHY as KUBELET_HEALTHY
 from plugin_host.kubelet.manager import Manager as KubeletManager
 from plugin_host.kubelet.manager_export import DeviceManagerScanner
 from plugin_host.kubelet.registration_server import KubeletRegistrationServer, is_kubelet_plugin
@@ -60,8 +65,9 @@ from plugin_host.registry import (
 from plugin_host.state import SqliteStateStore
 
 if TYPE_CHECKING:
+    from plugin_host.device import DeviceManagerSnapshot
     from plugin_host.device.api import DevicePlugin
-    from plugin_host.driver.api import DriverPlugin
+    from plugin_host.driver.api import DriverFingerprint, DriverPlugin
 
 __all__ = ["PluginHost"]
 
@@ -313,7 +319,8 @@ class PluginHost:
     # --- status ---------------------------------------------------------------------------------------------------
 
     async def status(self) -> HostStatus:
-        """Every registered plugin, and for the managed device plugins their state and devices."""
+        """Every registered plugin (for managed device plugins their state and devices, for CSI plugins their
+        health), the task drivers with their health and tasks, and what ``kubelet {}`` serves to kubelet."""
         registry, devices = self.registry, self.devices
         snapshot = devices.snapshot()
         plugins: list[PluginStatus] = []
@@ -327,7 +334,12 @@ class PluginHost:
                 if ptype in CSI_PLUGIN_TYPES and self._csi is not None:
                     status = _csi_status(status, self._csi.health(ptype, info.name))
                 plugins.append(status)
-        plugins.extend(_plugin_status(None, p) for p in snapshot.plugins if p.name not in seen)
+        server = self._kubelet_server
+        plugins.extend(
+            _plugin_status(None, p).model_copy(update={"kubelet_hosted": server is not None and server.manages(p.name)})
+            for p in snapshot.plugins
+            if p.name not in seen
+        )
         drivers = self.drivers
         return HostStatus(
             pid=os.getpid(),
@@ -337,6 +349,42 @@ class PluginHost:
             plugins=tuple(sorted(plugins, key=lambda p: (p.type, p.name))),
             drivers=tuple(drivers.driver_names()),
             tasks=await _task_entries(drivers),
+            driver_health=tuple(_driver_status(name, drivers.fingerprint(name)) for name in drivers.driver_names()),
+            kubelet_export=self._kubelet_export_status(snapshot),
+        )
+
+    def _kubelet_export_status(self, snapshot: DeviceManagerSnapshot) -> KubeletExportStatus | None:
+        """Each device type the kubelet Manager serves, the plugins whose group it is, and its registration."""
+        manager, config = self._kubelet_export, self._config.kubelet
+        if manager is None or config is None:
+            return None
+        providers: dict[str, tuple[str, list[str]]] = {}  # device type -> (group id, plugin names)
+        for plugin in snapshot.plugins:
+            if not self._exportable(plugin.name):
+                continue
+            for group in plugin.groups:
+                with contextlib.suppress(PluginHostError):  # a group with no valid type name is not served
+                    group_id, names = providers.setdefault(device_type_for_group(group), (group.id, []))
+                    if group_id == group.id:  # another group mapping to a served type is not exported
+                        names.append(plugin.name)
+        resources = []
+        for dev_type in manager.device_types():
+            served = manager.server(dev_type)
+            group_id, names = providers.get(dev_type, ("", []))
+            healthy = [info.state == KUBELET_HEALTHY for info in served.devices.values()]
+            resources.append(
+                KubeletResourceStatus(
+                    name=served.resource_name,
+                    group=group_id,
+                    plugins=tuple(sorted(names)),
+                    devices=len(healthy),
+                    healthy=sum(healthy),
+                    registered=served.registered,
+                    socket_path=os.fspath(served.socket_path),
+                )
+            )
+        return KubeletExportStatus(
+            namespace=manager.namespace, plugin_dir=config.plugin_dir, resources=tuple(resources)
         )
 
     async def _status_json(self) -> Any:
@@ -360,14 +408,24 @@ async def _task_entries(drivers: DriverManager) -> tuple[TaskEntry, ...]:
                 driver=driver,
                 state=status.state.value,
                 exit_code=result.exit_code if result is not None else None,
+                signal=result.signal if result is not None else 0,
                 detail=(result.err or "") if result is not None else "",
             )
         )
     entries.extend(
-        TaskEntry(id=task_id, driver="", state="unrecovered", detail=why)
-        for task_id, why in sorted(drivers.unrecovered().items())
+        TaskEntry(id=task_id, driver=driver, state="unrecovered", detail=why)
+        for task_id, (driver, why) in sorted(drivers.unrecovered_tasks().items())
     )
     return tuple(entries)
+
+
+def _driver_status(name: str, fingerprint: DriverFingerprint | None) -> DriverStatus:
+    """A driver's health from its latest fingerprint: unknown before the first one and after the stream failed."""
+    if fingerprint is None:
+        return DriverStatus(name=name, health="unknown", health_description="no fingerprint yet")
+    if fingerprint.error is not None:
+        return DriverStatus(name=name, health="unknown", health_description=f"fingerprint failed: {fingerprint.error}")
+    return DriverStatus(name=name, health=fingerprint.health.value, health_description=fingerprint.health_description)
 
 
 async def _add_builtin_driver(
@@ -439,6 +497,7 @@ def _plugin_status(info: PluginInfo | None, managed: PluginSnapshot | None) -> P
             alloc_id=info.alloc_id,
             last_error=managed.last_error if managed is not None else None,
             groups=groups,
+            kubelet_hosted=info.type == PLUGIN_TYPE_DEVICE and is_kubelet_plugin(info),
         )
     assert managed is not None
     return PluginStatus(

@@ -17,7 +17,8 @@ Recovery (on ``add_driver``, so before the host reports ready). Every stored han
   failure, except ``destroy_task``, which asks the driver to destroy it and forgets it whatever the driver says.
 
 Events of every driver are fanned out to subscribers (:meth:`DriverManager.subscribe_events`); stats are the
-driver's own stream (:meth:`DriverManager.task_stats`).
+driver's own stream (:meth:`DriverManager.task_stats`). The manager follows each driver's fingerprint stream and keeps
+the latest message (:meth:`DriverManager.fingerprint`), so the driver's health can be shown at any time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict
 
 from plugin_host.driver import _convert as convert
 from plugin_host.driver.api import (
+    DriverFingerprint,
     DriverNetwork,
     DriverPlugin,
     ExecTaskResult,
@@ -85,6 +87,8 @@ class RecoveryResult:
 class _Driver:
     plugin: DriverPlugin
     scope: anyio.CancelScope
+    fingerprint: DriverFingerprint | None = None
+    fingerprint_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
 class DriverManager:
@@ -145,8 +149,9 @@ class DriverManager:
         if name in self._drivers:
             raise ConfigError(f"a driver named {name!r} is already managed; remove it first")
         scope = anyio.CancelScope()
-        self._drivers[name] = _Driver(driver, scope)
+        entry = self._drivers[name] = _Driver(driver, scope)
         tg.start_soon(self._pump_events, name, driver, scope, name=f"driver {name} events")
+        tg.start_soon(self._follow_fingerprint, name, entry, name=f"driver {name} fingerprint")
         return await self._recover(name, driver)
 
     async def remove_driver(self, name: str) -> None:
@@ -155,6 +160,7 @@ class DriverManager:
         if entry is None:
             raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}")
         entry.scope.cancel()
+        entry.fingerprint_scope.cancel()
         for task_id in [t for t, d in self._tasks.items() if d == name]:
             del self._tasks[task_id]
         for task_id in [t for t, (d, _) in self._unrecovered.items() if d == name]:
@@ -171,6 +177,14 @@ class DriverManager:
         except KeyError:
             raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}") from None
 
+    def fingerprint(self, name: str) -> DriverFingerprint | None:
+        """The latest message of the driver's fingerprint stream (None before the first); after the stream failed, a
+        message with ``error`` set."""
+        try:
+            return self._drivers[name].fingerprint
+        except KeyError:
+            raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}") from None
+
     def tasks(self) -> dict[str, str]:
         """Task id → driver name of every task a managed driver tracks (started or recovered)."""
         return dict(self._tasks)
@@ -178,6 +192,10 @@ class DriverManager:
     def unrecovered(self) -> dict[str, str]:
         """Task id → why recovery failed, for stored tasks whose driver could not recover them."""
         return {task_id: why for task_id, (_, why) in self._unrecovered.items()}
+
+    def unrecovered_tasks(self) -> dict[str, tuple[str, str]]:
+        """Task id → (driver name, why recovery failed), for stored tasks whose driver could not recover them."""
+        return dict(self._unrecovered)
 
     async def _recover(self, name: str, driver: DriverPlugin) -> RecoveryResult:
         recovered: list[str] = []
@@ -336,6 +354,25 @@ class DriverManager:
                 logger.warning("task event stream of driver %r failed: %s", name, exc)
             finally:
                 aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await aclose()
+
+    async def _follow_fingerprint(self, name: str, entry: _Driver) -> None:
+        """Keep the driver's latest fingerprint until it is removed; a failed stream leaves an ``error`` message."""
+        with entry.fingerprint_scope:
+            stream = entry.plugin.fingerprint()
+            try:
+                async for fingerprint in stream:
+                    entry.fingerprint = fingerprint
+                    if fingerprint.error is not None:
+                        logger.warning("fingerprint stream of driver %r ended: %s", name, fingerprint.error)
+                        return
+            except Exception as exc:  # a health display must never take the manager down
+                logger.warning("fingerprint stream of driver %r failed: %s", name, exc)
+                entry.fingerprint = DriverFingerprint(error=str(exc) or type(exc).__name__)
+            finally:
+                aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await aclose()

@@ -154,6 +154,18 @@ class DeviceTypeServer:
         """The devices served now."""
         return self._state.devices if self._state is not None else dict(self._pending)
 
+    @property
+    def registered(self) -> bool:
+        """Whether kubelet holds our registration now: it accepted one, its socket is still the one that did, our
+        socket is still ours, and kubelet has not dropped the ListAndWatch stream of that registration."""
+        return (
+            self._status == "running"
+            and self._kubelet_identity is not None
+            and _identity(self._kubelet_path) == self._kubelet_identity
+            and self._socket_is_ours()
+            and not self._kubelet_left()
+        )
+
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
