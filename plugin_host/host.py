@@ -242,15 +242,19 @@ class PluginHost:
                 registry = await stack.enter_async_context(Registry(state=store, dispensers=dispensers))
                 devices = await stack.enter_async_context(DeviceManager(registry=registry))
                 self._registry, self._devices = registry, devices
-                # Tasks outlive the host: leaving the DriverManager stops no task; the next host recovers them.
-                drivers = self._drivers = await stack.enter_async_context(DriverManager(state=store))
+                specs = await anyio.to_thread.run_sync(lambda: plugin_specs_from_config(config))
+                # Tasks outlive the host: leaving the DriverManager stops no task; the next host recovers them. Tasks
+                # of a driver that is no longer configured are reported (and kept) rather than silently ignored.
+                configured = [*config.plugins, *(spec.name for spec in specs)]
+                drivers = self._drivers = await stack.enter_async_context(
+                    DriverManager(state=store, configured_drivers=configured)
+                )
                 if config.plugins_registry is not None:
                     # Before the CsiManager: registrations whose socket vanished are dropped, never supervised.
                     self._plugin_watcher = await stack.enter_async_context(
                         PluginWatcher(config.plugins_registry.dir, registry)
                     )
                 self._csi = await stack.enter_async_context(CsiManager(registry, clients=csi_clients))
-                specs = await anyio.to_thread.run_sync(lambda: plugin_specs_from_config(config))
                 await self._reconcile(registry, external={spec.name for spec in specs})
                 run_dir = config.run_path
                 await anyio.to_thread.run_sync(lambda: run_dir.mkdir(mode=0o700, parents=True, exist_ok=True))

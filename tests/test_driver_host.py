@@ -68,3 +68,22 @@ async def test_status_lists_the_drivers_and_their_tasks(short_tmp: Path) -> None
         with anyio.fail_after(10):
             await release(fifo)
             await host.drivers.wait_task("t-running")
+
+
+async def test_tasks_of_a_driver_no_longer_configured_are_reported_not_dropped(short_tmp: Path) -> None:
+    """A host whose config lost raw-exec keeps its stored task and shows it unrecovered ("driver not configured");
+    configuring raw-exec again recovers it."""
+    fifo = make_fifo(short_tmp)
+    async with PluginHost(host_config(short_tmp)) as host:
+        await host.drivers.start_task("raw-exec", gated("t1", fifo, 0))
+    bare = HostConfig.from_mapping({"state_dir": str(short_tmp / "st")})
+    async with PluginHost(bare) as host:
+        [entry] = (await host.status()).tasks
+        assert (entry.id, entry.state) == ("t1", "unrecovered")
+        assert "driver not configured" in entry.detail
+    async with PluginHost(host_config(short_tmp)) as host:
+        assert host.drivers.tasks() == {"t1": "raw-exec"}
+        with anyio.fail_after(10):
+            await release(fifo)
+            await host.drivers.wait_task("t1")
+        await host.drivers.destroy_task("t1")

@@ -3,6 +3,7 @@ SIGKILLed host (the later exit still arrives); gone tasks dropped, failed recove
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import anyio
 import pytest
 from driver_helpers import gated, make_fifo, release, task
 
-from plugin_host.driver import DriverManager, TaskHandle
+from plugin_host.driver import DRIVER_NOT_CONFIGURED, DriverManager, TaskHandle
 from plugin_host.drivers.rawexec import RawExecDriver
 from plugin_host.errors import (
     ConfigError,
@@ -186,3 +187,84 @@ async def test_bad_input_is_refused_with_the_names_involved(short_tmp: Path) -> 
             await drivers.stop_task("t1", -1)
         with anyio.fail_after(15):
             await drivers.destroy_task("t1", force=True)
+
+
+async def test_handles_of_a_driver_not_configured_are_reported_kept_and_recovered_once_it_is(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On entering, one warning per unconfigured driver lists its task ids; the tasks show as unrecovered with the
+    reason, calls for them name it, and adding the driver later recovers them; destroy forgets an orphan's handle."""
+    async with manager(short_tmp) as (drivers, _):
+        await drivers.add_driver("raw-exec", raw_exec(short_tmp))
+        await drivers.add_driver("old", raw_exec(short_tmp / "old"))
+        await drivers.start_task("raw-exec", task("kept", "exec sleep 60"))
+        for task_id in ("o2", "o1"):
+            await drivers.start_task("old", task(task_id, "exec sleep 60"))
+        await drivers.add_driver("gone", raw_exec(short_tmp / "gone"))
+        await drivers.start_task("gone", task("g1", "exit 0"))
+    caplog.set_level(logging.WARNING, logger="plugin_host.driver.manager")
+    async with (
+        SqliteStateStore(short_tmp / "state.db") as store,
+        DriverManager(state=store, configured_drivers={"raw-exec": {}}) as drivers,
+    ):
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 2
+        assert "driver 'gone' is not configured" in warnings[0]
+        assert warnings[0].endswith(
+            "its 1 task(s) without recovering them: g1 (configure the driver again to recover "
+            "them, or destroy the tasks to forget them)"
+        )
+        assert "driver 'old' is not configured" in warnings[1]
+        assert "its 2 task(s) without recovering them: o1, o2 (" in warnings[1]
+        assert drivers.unrecovered() == {
+            "g1": DRIVER_NOT_CONFIGURED,
+            "o1": DRIVER_NOT_CONFIGURED,
+            "o2": DRIVER_NOT_CONFIGURED,
+        }
+        assert drivers.unrecovered_tasks()["o1"] == ("old", "driver not configured")
+        with pytest.raises(DriverError, match=r"task 'o1' of driver 'old' was not recovered: driver not configured"):
+            await drivers.inspect_task("o1")
+        await drivers.add_driver("raw-exec", raw_exec(short_tmp))
+        with pytest.raises(TaskExistsError, match=r"a task with id 'o1' already exists \(driver 'old'\)"):
+            await drivers.start_task("raw-exec", task("o1", "true"))
+        await drivers.destroy_task("g1")
+        assert "g1" not in drivers.unrecovered()
+        assert [r.task_id for r in await store.list_task_handles()] == ["kept", "o1", "o2"]
+        result = await drivers.add_driver("old", raw_exec(short_tmp / "old"))
+        assert result.recovered == ("o1", "o2")
+        assert drivers.unrecovered() == {}
+        for task_id in ("o1", "o2"):
+            assert (await drivers.inspect_task(task_id)).id == task_id
+            with anyio.fail_after(15):
+                await drivers.destroy_task(task_id, force=True)
+        with anyio.fail_after(15):
+            await drivers.destroy_task("kept", force=True)
+        assert await store.list_task_handles() == []
+
+
+async def test_without_configured_drivers_nothing_is_reported(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """configured_drivers=None (the default) leaves stored handles of any driver alone until add_driver."""
+    async with manager(short_tmp) as (drivers, _):
+        await drivers.add_driver("old", raw_exec(short_tmp))
+        await drivers.start_task("old", task("o1", "exit 0"))
+    caplog.set_level(logging.WARNING, logger="plugin_host.driver.manager")
+    async with manager(short_tmp) as (drivers, store):
+        assert drivers.unrecovered() == {}
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert [r.task_id for r in await store.list_task_handles("old")] == ["o1"]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("raw-exec", r"configured_drivers must be an iterable of driver names, got 'raw-exec'"),
+        (3, r"configured_drivers must be an iterable of driver names, got 3"),
+        (["raw-exec", "", 7], r"configured_drivers must hold non-empty strings, got '', 7"),
+    ],
+)
+def test_bad_configured_drivers_are_refused(names: object, message: str) -> None:
+    """configured_drivers must be an iterable (not a string) of non-empty driver names."""
+    with pytest.raises(ConfigError, match=message):
+        DriverManager(configured_drivers=names)  # type: ignore[arg-type]

@@ -22,9 +22,9 @@ from plugin_host._grpc_status import StatusDetailsCodec, UnknownDetail
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host.driver import DriverPluginClient, DriverPluginServer
 from plugin_host.driver import _convert as driver_convert
-from plugin_host.driver.api import DriverNetwork, TaskConfig, TaskHandle
+from plugin_host.driver.api import DriverNetwork, TaskConfig, TaskHandle, TaskResourceUsage
 from plugin_host.drivers.rawexec import RawExecDriver
-from plugin_host.errors import DriverError
+from plugin_host.errors import DriverError, TaskConfigError, TaskExistsError
 
 pytestmark = pytest.mark.anyio
 
@@ -54,20 +54,27 @@ def google_messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 class FailingDriver(RawExecDriver):
-    """raw-exec whose start_task fails with a DriverError of the given recoverability."""
+    """raw-exec whose start_task and task_stats fail with a DriverError (or subclass) of the given recoverability."""
 
-    def __init__(self, state_dir: Path, *, recoverable: bool) -> None:
+    def __init__(self, state_dir: Path, *, recoverable: bool, error: type[DriverError] = DriverError) -> None:
         super().__init__({"state_dir": str(state_dir)})
-        self._recoverable = recoverable
+        self._error = error("image is still downloading", recoverable=recoverable)
 
     async def start_task(self, config: TaskConfig) -> tuple[TaskHandle, DriverNetwork | None]:
-        raise DriverError("image is still downloading", recoverable=self._recoverable)
+        raise self._error
+
+    async def task_stats(self, task_id: str, interval: float) -> AsyncIterator[TaskResourceUsage]:
+        raise self._error
+        yield  # an async generator, as a driver's stats stream is
 
 
 @asynccontextmanager
-async def failing_server(directory: Path, *, recoverable: bool) -> AsyncIterator[Path]:
+async def failing_server(
+    directory: Path, *, recoverable: bool, error: type[DriverError] = DriverError
+) -> AsyncIterator[Path]:
     socket = directory / "d.sock"
-    async with DriverPluginServer(FailingDriver(directory / "state", recoverable=recoverable), socket):
+    driver = FailingDriver(directory / "state", recoverable=recoverable, error=error)
+    async with DriverPluginServer(driver, socket):
         yield socket
 
 
@@ -78,6 +85,32 @@ async def test_our_client_reads_the_recoverability_our_server_sends(short_tmp: P
         with pytest.raises(DriverError, match="image is still downloading") as caught:
             await client.start_task(task("t1", "exit 0"))
     assert caught.value.recoverable is recoverable
+
+
+@pytest.mark.parametrize("recoverable", [True, False])
+async def test_the_stats_stream_carries_the_recoverability_too(short_tmp: Path, recoverable: bool) -> None:
+    """TaskStats, the other call Nomad reads the detail on: a recoverable failure arrives recoverable."""
+    async with failing_server(short_tmp, recoverable=recoverable) as socket, DriverPluginClient(socket) as client:
+        stream = client.task_stats("t1", 1.0)
+        with pytest.raises(DriverError, match="image is still downloading") as caught:
+            await anext(stream)
+    assert caught.value.recoverable is recoverable
+
+
+@pytest.mark.parametrize("error", [TaskConfigError, TaskExistsError])
+async def test_a_recoverable_subclass_is_sent_as_nomad_sends_every_recoverable_error(
+    short_tmp: Path, error: type[DriverError]
+) -> None:
+    """A recoverable TaskConfigError/TaskExistsError goes out as FAILED_PRECONDITION with the detail (not its usual
+    code), and comes back as a recoverable DriverError; not recoverable, it keeps its own type."""
+    async with failing_server(short_tmp, recoverable=True, error=error) as socket, DriverPluginClient(socket) as c:
+        with pytest.raises(DriverError, match=r"StartTask .* failed \(FAILED_PRECONDITION\)") as caught:
+            await c.start_task(task("t1", "exit 0"))
+    assert caught.value.recoverable is True
+    async with failing_server(short_tmp, recoverable=False, error=error) as socket, DriverPluginClient(socket) as c:
+        with pytest.raises(error) as plain:
+            await c.start_task(task("t1", "exit 0"))
+    assert plain.value.recoverable is False
 
 
 async def test_the_trailer_is_a_google_rpc_status_a_go_client_can_read(
@@ -104,24 +137,34 @@ async def test_the_trailer_is_a_google_rpc_status_a_go_client_can_read(
 
 
 @pytest.mark.parametrize(
-    ("detail", "recoverable"),
-    [("recoverable", True), ("not-recoverable", False), (None, False)],
+    ("code", "detail", "recoverable"),
+    [
+        (grpc.StatusCode.FAILED_PRECONDITION, "recoverable", True),
+        (grpc.StatusCode.FAILED_PRECONDITION, "not-recoverable", False),
+        (grpc.StatusCode.FAILED_PRECONDITION, None, False),
+        (grpc.StatusCode.INVALID_ARGUMENT, "recoverable", True),
+        (grpc.StatusCode.UNKNOWN, "recoverable", True),
+    ],
 )
 async def test_our_client_reads_a_go_style_detail(
-    short_tmp: Path, google_messages: dict[str, Any], detail: str | None, recoverable: bool
+    short_tmp: Path,
+    google_messages: dict[str, Any],
+    code: grpc.StatusCode,
+    detail: str | None,
+    recoverable: bool,
 ) -> None:
     """Against a grpcio server writing the trailer with Google's runtime: the detail decides, not the status code
     (FAILED_PRECONDITION without a detail is not recoverable, as in Nomad's client)."""
     trailer: tuple[tuple[str, bytes], ...] = ()
     if detail is not None:
-        status = google_messages["Status"](code=9, message="busy")
+        status = google_messages["Status"](code=code.value[0], message="busy")
         any_detail = status.details.add()
         any_detail.type_url = "type.googleapis.com/hashicorp.nomad.plugins.shared.structs.RecoverableError"
         any_detail.value = google_messages["RecoverableError"](recoverable=detail == "recoverable").SerializeToString()
         trailer = ((DETAILS_KEY, status.SerializeToString()),)
 
     async def start_task(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "busy", trailing_metadata=trailer)
+        await context.abort(code, "busy", trailing_metadata=trailer)
         raise AssertionError("abort returns only by raising")
 
     handler = grpc.method_handlers_generic_handler(

@@ -36,6 +36,7 @@ from plugin_host.driver.api import TaskResourceUsage as TaskResourceUsage
 from plugin_host.driver.api import TaskState as TaskState
 from plugin_host.driver.api import TaskStatus as TaskStatus
 from plugin_host.driver.client import DriverPluginClient as DriverPluginClient
+from plugin_host.driver.manager import DRIVER_NOT_CONFIGURED as DRIVER_NOT_CONFIGURED
 from plugin_host.driver.manager import DriverManager as DriverManager
 from plugin_host.driver.manager import ManagedTaskEvent as ManagedTaskEvent
 from plugin_host.driver.manager import RecoveryResult as RecoveryResult
@@ -44,6 +45,7 @@ from plugin_host.driver.server import driver_plugin_handlers as driver_plugin_ha
 
 __all__ = [
     "DRIVER_API_VERSION",
+    "DRIVER_NOT_CONFIGURED",
     "AllocatedCpuResources",
     "AllocatedMemoryResources",
     "AllocatedTaskResources",

@@ -4,11 +4,13 @@
 :class:`DriverPluginClient` implements the :class:`DriverPlugin` Protocol, so a remote driver is used exactly like
 an in-process one. Errors are translated at this edge (see :mod:`plugin_host._grpc_client` for the transport ones):
 
+- a status whose first detail is Nomad's ``RecoverableError{recoverable: true}`` → :class:`DriverError` with
+  ``recoverable=True``, whatever the code (Nomad's client reads the detail first; Go drivers send it with
+  ``FAILED_PRECONDITION``); ``FAILED_PRECONDITION`` without that detail is not recoverable, as in Nomad;
 - ``NOT_FOUND``, or any status whose message contains Nomad's ``task not found for given id`` →
   :class:`TaskNotFoundError`;
-- ``INVALID_ARGUMENT`` → :class:`TaskConfigError`; ``ALREADY_EXISTS`` → :class:`TaskExistsError`;
-- a status carrying Nomad's ``RecoverableError`` detail → :class:`DriverError` with its ``recoverable`` flag (as
-  Nomad's client reads it, whatever the code); any other status → :class:`DriverError` (not recoverable).
+- ``INVALID_ARGUMENT`` → :class:`TaskConfigError`; ``ALREADY_EXISTS`` → :class:`TaskExistsError`; any other
+  status → :class:`DriverError` (not recoverable).
 
 In the fingerprint and task-event streams an error status is not raised: as Nomad's client does, the iterator
 yields one last message with ``error``/``err`` set, then stops. The stats stream raises the translated error.
@@ -121,13 +123,17 @@ class DriverPluginClient:
         def translate(exc: GRPCError) -> PluginHostError:
             text = status_text(exc)
             what = f"{rpc} on {self._where}" + (f" for task {task_id!r}" if task_id is not None else "")
+            recoverable = _recoverable(exc)
+            if recoverable:
+                # Nomad's client looks at the detail before anything else: a recoverable error is retried.
+                return DriverError(f"{what} failed ({exc.status.name}): {text}", recoverable=True)
             if exc.status is Status.NOT_FOUND or TASK_NOT_FOUND_MESSAGE in text:
                 return TaskNotFoundError(f"{what}: {text}")
             if exc.status is Status.INVALID_ARGUMENT:
                 return TaskConfigError(f"{what}: invalid task config: {text}")
             if exc.status is Status.ALREADY_EXISTS:
                 return TaskExistsError(f"{what}: {text}")
-            return DriverError(f"{what} failed ({exc.status.name}): {text}", recoverable=_recoverable(exc))
+            return DriverError(f"{what} failed ({exc.status.name}): {text}")
 
         return translate
 

@@ -16,6 +16,13 @@ Recovery (on ``add_driver``, so before the host reports ready). Every stored han
   :meth:`DriverManager.unrecovered`; calls for it raise :class:`~plugin_host.errors.DriverError` naming the
   failure, except ``destroy_task``, which asks the driver to destroy it and forgets it whatever the driver says.
 
+Handles of drivers that are not configured. Given ``configured_drivers`` (every driver name the host is configured
+with, built-in and external), entering the manager looks for stored handles of any other driver: it logs one warning
+per such driver listing its task ids, keeps the handles (configuring the driver again recovers them) and lists the
+tasks in :meth:`DriverManager.unrecovered` with the reason :data:`DRIVER_NOT_CONFIGURED`, so they show up wherever
+unrecovered tasks do. Calls for them raise :class:`~plugin_host.errors.DriverError`; ``destroy_task`` forgets the
+handle (there is no driver to ask). Adding a driver of that name later recovers its tasks as usual.
+
 Events of every driver are fanned out to subscribers (:meth:`DriverManager.subscribe_events`); stats are the
 driver's own stream (:meth:`DriverManager.task_stats`). The manager follows each driver's fingerprint stream and keeps
 the latest message (:meth:`DriverManager.fingerprint`), so the driver's health can be shown at any time.
@@ -24,7 +31,7 @@ the latest message (:meth:`DriverManager.fingerprint`), so the driver's health c
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -60,9 +67,12 @@ from plugin_host.errors import (
 )
 from plugin_host.state.api import TaskHandleRecord, TaskHandleStore
 
-__all__ = ["DriverManager", "ManagedTaskEvent", "RecoveryResult"]
+__all__ = ["DRIVER_NOT_CONFIGURED", "DriverManager", "ManagedTaskEvent", "RecoveryResult"]
 
 logger = logging.getLogger(__name__)
+
+# Why a stored task is listed by DriverManager.unrecovered() when its driver is not among the configured ones.
+DRIVER_NOT_CONFIGURED = "driver not configured"
 
 
 class ManagedTaskEvent(BaseModel):
@@ -92,11 +102,22 @@ class _Driver:
 
 
 class DriverManager:
-    """The host's task drivers and their tasks. ``state=None`` keeps handles in memory only (nothing recovers)."""
+    """The host's task drivers and their tasks. ``state=None`` keeps handles in memory only (nothing recovers).
 
-    def __init__(self, *, state: TaskHandleStore | None = None, event_buffer: int = 1024) -> None:
+    ``configured_drivers``: the names of every driver the host is configured with; stored handles of other drivers
+    are reported on entering (see the module docstring). ``None`` (the default) skips that check.
+    """
+
+    def __init__(
+        self,
+        *,
+        state: TaskHandleStore | None = None,
+        event_buffer: int = 1024,
+        configured_drivers: Iterable[str] | None = None,
+    ) -> None:
         if isinstance(event_buffer, bool) or not isinstance(event_buffer, int) or event_buffer < 1:
             raise ConfigError(f"event_buffer must be a positive integer, got {event_buffer!r}")
+        self._configured = _driver_names(configured_drivers)
         if state is None:
             from plugin_host.state.memory import MemoryStateStore
 
@@ -117,10 +138,29 @@ class DriverManager:
         if self._lifecycle != "new":
             raise PluginHostError(f"this DriverManager was already {self._lifecycle}; create a new one")
         self._lifecycle = "running"
+        if self._configured is not None:
+            await self._note_orphaned_handles(self._configured)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         return self
+
+    async def _note_orphaned_handles(self, configured: frozenset[str]) -> None:
+        """List the stored tasks of drivers not in ``configured`` as unrecovered; one warning per driver."""
+        orphans: dict[str, list[str]] = {}
+        for record in await self._state.list_task_handles():
+            if record.driver not in configured:
+                orphans.setdefault(record.driver, []).append(record.task_id)
+        for driver, task_ids in sorted(orphans.items()):
+            logger.warning(
+                "driver %r is not configured; keeping the stored handles of its %d task(s) without recovering them: "
+                "%s (configure the driver again to recover them, or destroy the tasks to forget them)",
+                driver,
+                len(task_ids),
+                ", ".join(task_ids),
+            )
+            for task_id in task_ids:
+                self._unrecovered[task_id] = (driver, DRIVER_NOT_CONFIGURED)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -190,17 +230,20 @@ class DriverManager:
         return dict(self._tasks)
 
     def unrecovered(self) -> dict[str, str]:
-        """Task id → why recovery failed, for stored tasks whose driver could not recover them."""
+        """Task id → why recovery failed, for stored tasks whose driver could not recover them, and those whose
+        driver is not configured (why: :data:`DRIVER_NOT_CONFIGURED`)."""
         return {task_id: why for task_id, (_, why) in self._unrecovered.items()}
 
     def unrecovered_tasks(self) -> dict[str, tuple[str, str]]:
-        """Task id → (driver name, why recovery failed), for stored tasks whose driver could not recover them."""
+        """Task id → (driver name, why), for the same tasks as :meth:`unrecovered`."""
         return dict(self._unrecovered)
 
     async def _recover(self, name: str, driver: DriverPlugin) -> RecoveryResult:
         recovered: list[str] = []
         dropped: list[str] = []
         failed: dict[str, str] = {}
+        for task_id in [t for t, (d, _) in self._unrecovered.items() if d == name]:
+            del self._unrecovered[task_id]  # listed because the driver was missing: recovery decides now
         for record in await self._state.list_task_handles(name):
             try:
                 await driver.recover_task(convert.task_handle_from_bytes(record.handle))
@@ -281,11 +324,15 @@ class DriverManager:
     async def destroy_task(self, task_id: str, force: bool = False) -> None:
         """Destroy the task and delete its stored handle (an unrecovered task is forgotten whatever happens)."""
         if task_id in self._unrecovered:
-            name, _ = self._unrecovered.pop(task_id)
-            try:
-                await self._drivers[name].plugin.destroy_task(task_id, force=True)
-            except Exception as exc:
-                logger.info("destroying unrecovered task %r on driver %r: %s", task_id, name, exc)
+            name, why = self._unrecovered.pop(task_id)
+            entry = self._drivers.get(name)
+            if entry is None:
+                logger.warning("forgetting task %r of driver %r without destroying it: %s", task_id, name, why)
+            else:
+                try:
+                    await entry.plugin.destroy_task(task_id, force=True)
+                except Exception as exc:
+                    logger.info("destroying unrecovered task %r on driver %r: %s", task_id, name, exc)
             await self._state.delete_task_handle(task_id)
             return
         plugin = self._driver_of(task_id)
@@ -387,3 +434,16 @@ class DriverManager:
                 send.close()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.discard(send)
+
+
+def _driver_names(names: Iterable[str] | None) -> frozenset[str] | None:
+    """``configured_drivers`` checked: an iterable (not a string) of non-empty strings, or None."""
+    if names is None:
+        return None
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise ConfigError(f"configured_drivers must be an iterable of driver names, got {names!r}")
+    listed = list(names)
+    bad = [repr(n) for n in listed if not isinstance(n, str) or not n]
+    if bad:
+        raise ConfigError(f"configured_drivers must hold non-empty strings, got {', '.join(bad)}")
+    return frozenset(listed)

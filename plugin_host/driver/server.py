@@ -4,10 +4,11 @@
 Errors from the plugin become the call's gRPC status, with codes a client can tell apart (Nomad's Go drivers send
 ``UNKNOWN`` for everything; its client only looks at the message, which is kept):
 
+- a recoverable :class:`DriverError` (any subclass) → ``FAILED_PRECONDITION`` with a
+  ``RecoverableError{recoverable: true}`` status detail, exactly as Nomad's server sends recoverable errors (its
+  client reads only the detail);
 - :class:`TaskNotFoundError` → ``NOT_FOUND``; its message always contains Nomad's ``task not found for given id``;
 - :class:`TaskConfigError` → ``INVALID_ARGUMENT``; :class:`TaskExistsError` → ``ALREADY_EXISTS``;
-- a recoverable :class:`DriverError` → ``FAILED_PRECONDITION`` with a ``RecoverableError{recoverable: true}`` status
-  detail, exactly as Nomad's server sends recoverable errors (its client reads only the detail);
 - anything else → ``UNKNOWN`` with the exception's message.
 
 ``ExecTaskStreaming``, ``CreateNetwork`` and ``DestroyNetwork`` are not served (``UNIMPLEMENTED``): the Protocol has
@@ -49,14 +50,14 @@ _STREAM = Cardinality.UNARY_STREAM
 
 
 def _status_of(exc: Exception) -> Status:
+    if isinstance(exc, DriverError) and exc.recoverable:
+        return Status.FAILED_PRECONDITION  # before the subclasses: Nomad sends every recoverable error so
     if isinstance(exc, TaskNotFoundError):
         return Status.NOT_FOUND
     if isinstance(exc, TaskConfigError):
         return Status.INVALID_ARGUMENT
     if isinstance(exc, TaskExistsError):
         return Status.ALREADY_EXISTS
-    if isinstance(exc, DriverError) and exc.recoverable:
-        return Status.FAILED_PRECONDITION
     return Status.UNKNOWN
 
 
