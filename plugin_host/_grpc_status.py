@@ -8,6 +8,7 @@ betterproto messages, for the types in :data:`DETAIL_TYPES`; every server and dr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from plugin_host._proto.google import rpc as wire_rpc
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
 
 __all__ = ["DETAIL_TYPES", "TYPE_URL_PREFIX", "StatusDetailsCodec", "UnknownDetail"]
+
+logger = logging.getLogger(__name__)
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
@@ -46,12 +49,17 @@ class UnknownDetail:
 class StatusDetailsCodec(StatusDetailsCodecBase):
     """Encode betterproto detail messages into ``google.rpc.Status``, and back."""
 
-    def encode(self, status: Status, message: str | None, details: Sequence[betterproto.Message]) -> bytes:
+    def encode(self, status: Status, message: str | None, details: Sequence[object]) -> bytes:
         packed = []
         for detail in details:
+            if isinstance(detail, UnknownDetail):  # passed through as it came
+                packed.append(AnyMessage(type_url=detail.type_url, value=detail.value))
+                continue
             name = DETAIL_TYPES.get(type(detail))
             if name is None:
-                raise TypeError(f"no protobuf name known for status detail {type(detail).__name__}")
+                # Raising here would lose the status itself (grpclib encodes it while answering): drop the detail.
+                logger.warning("status detail of type %s has no known protobuf name; not sent", type(detail).__name__)
+                continue
             packed.append(AnyMessage(type_url=TYPE_URL_PREFIX + name, value=bytes(detail)))
         return bytes(wire_rpc.Status(code=status.value, message=message or "", details=packed))
 

@@ -201,3 +201,14 @@ def test_a_broken_trailer_is_kept_as_an_unknown_detail_not_an_exception() -> Non
 def task_request() -> Any:
     """The wire StartTaskRequest for a trivial task."""
     return wire.StartTaskRequest(task=driver_convert.task_config_to_wire(task("t1", "exit 0")))
+
+
+def test_unknown_details_pass_through_and_foreign_types_are_dropped() -> None:
+    """An UnknownDetail goes back out as the Any it came as; a detail type without a protobuf name is left out
+    rather than failing the status it belongs to."""
+    codec = StatusDetailsCodec()
+    kept = UnknownDetail("type.x/Foo", b"\x00")
+    data = codec.encode(Status.FAILED_PRECONDITION, "x", [kept, object()])
+    [back] = codec.decode(Status.FAILED_PRECONDITION, "x", data)
+    assert isinstance(back, UnknownDetail)
+    assert (back.type_url, back.value) == ("type.x/Foo", b"\x00")
