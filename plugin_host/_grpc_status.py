@@ -55,8 +55,8 @@ class StatusDetailsCodec(StatusDetailsCodecBase):
             if isinstance(detail, UnknownDetail):  # passed through as it came
                 packed.append(AnyMessage(type_url=detail.type_url, value=detail.value))
                 continue
-            name = DETAIL_TYPES.get(type(detail))
-            if name is None:
+            name = DETAIL_TYPES.get(type(detail)) if isinstance(detail, betterproto.Message) else None
+            if name is None or not isinstance(detail, betterproto.Message):
                 # Raising here would lose the status itself (grpclib encodes it while answering): drop the detail.
                 logger.warning("status detail of type %s has no known protobuf name; not sent", type(detail).__name__)
                 continue
