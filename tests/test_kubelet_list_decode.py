@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,18 +80,35 @@ def test_broken_messages_fail_as_betterproto_does(data: bytes) -> None:
     _assert_ends_as_betterproto(data)
 
 
+def _well_typed(devices: tuple[ListedDevice, ...]) -> bool:
+    """Whether betterproto's reading has the proto's types (it keeps a field sent with another wire type as read)."""
+    return all(
+        isinstance(d.id, str)
+        and isinstance(d.health, str)
+        and (d.topology is None or all(type(n) is int for n in d.topology))
+        for d in devices
+    )
+
+
 def _assert_ends_as_betterproto(data: bytes) -> None:
     expected: tuple[ListedDevice, ...] | type[Exception]
     try:
         expected = _by_betterproto(data)
     except Exception as exc:
         expected = type(exc)
-    if isinstance(expected, tuple):
+    if not isinstance(expected, tuple):
+        with pytest.raises(PluginProtocolError, match="bytes is not a valid ListAndWatchResponse") as caught:
+            DecodedListAndWatchResponse.FromString(data)
+        # betterproto's own exception, or the type check's ValueError where betterproto stored a value of another type
+        # (which then broke _by_betterproto's reading).
+        assert type(caught.value.__cause__) in (expected, ValueError)
+        return
+    if _well_typed(expected):
         assert DecodedListAndWatchResponse.FromString(data).devices == expected
         return
-    with pytest.raises(PluginProtocolError, match="bytes is not a valid ListAndWatchResponse") as caught:
+    with pytest.raises(PluginProtocolError, match=r"bytes is not a valid ListAndWatchResponse: .* expected") as caught:
         DecodedListAndWatchResponse.FromString(data)
-    assert type(caught.value.__cause__) is expected
+    assert type(caught.value.__cause__) is ValueError
 
 
 _device_maps = st.dictionaries(
@@ -118,6 +137,25 @@ def test_any_bytes_end_as_betterproto_ends(data: bytes) -> None:
     """For arbitrary bytes the reader gives betterproto's devices, or a PluginProtocolError where betterproto
     raises."""
     _assert_ends_as_betterproto(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (_device(b"\x08\x01"), "devices[0].id is int, expected string"),
+        (_device(b"\x10\x01"), "devices[0].health is int, expected string"),
+        (_device(b"\x13"), "devices[0].health is NoneType, expected string"),
+        (b"\x08\x01", "devices[0] is int, expected a Device"),
+        (_device(b"\x18\x01"), "devices[0].topology is int, expected a TopologyInfo"),
+        (_device(b"\x1a\x02\x08\x01"), "devices[0].topology.nodes[0] is int, expected a NumaNode"),
+    ],
+    ids=["int id", "int health", "group for health", "int device", "int topology", "int NUMA node"],
+)
+def test_fields_sent_with_another_wire_type_are_refused(data: bytes, problem: str) -> None:
+    """betterproto keeps a field sent with another wire type as whatever it read (an int id); such a message is a
+    PluginProtocolError naming the field, not devices of the wrong type."""
+    with pytest.raises(PluginProtocolError, match=re.escape(problem)):
+        DecodedListAndWatchResponse.FromString(data)
 
 
 @pytest.mark.parametrize("last", [0x02, 0x7F], ids=["bit 64 set", "bits 64-69 set"])

@@ -3,12 +3,15 @@ including go-plugin plugins a PluginHost launches from plugin_dir; Allocate rese
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 from kubelet_fake import FakeKubelet
-from test_goplugin_launcher import write_fsdevice
+from test_goplugin_launcher import _fs_spec, _wait_devices, launched, running, write_fsdevice
 
 from plugin_host.config import HostConfig
 from plugin_host.device import DeviceManager
@@ -19,6 +22,7 @@ from plugin_host.kubelet import (
     AllocateRequest,
     ContainerAllocateRequest,
     DeviceManagerScanner,
+    KubeletDevice,
     KubeletMount,
     Manager,
 )
@@ -73,6 +77,31 @@ async def test_managed_plugins_come_and_go_as_device_types(short_tmp: Path) -> N
             await manager.wait_for_device_types(lambda types: types == ())
 
 
+async def test_one_group_from_two_plugins_is_one_device_type_and_allocate_reaches_the_owner(short_tmp: Path) -> None:
+    """Two plugins providing the same group (here two fs-devices) share one device type, never two colliding
+    ones; each Allocate reaches the plugin holding the ids; include() leaves a plugin out."""
+    first, second = _devices(short_tmp / "one", "x"), _devices(short_tmp / "two", "y")
+    async with (
+        FakeKubelet(short_tmp / "dp") as kubelet,
+        DeviceManager() as devices,
+        _manager(short_tmp, DeviceManagerScanner(devices, include=lambda name: name != "hidden")) as manager,
+    ):
+        # "hidden" first: the scanner handles changes in order, so once kubelet sees x and y it has seen z too.
+        await devices.add_plugin(
+            "hidden", FsDevice({"dir": str(_devices(short_tmp / "h", "z")), "list_period": "20ms"})
+        )
+        with anyio.fail_after(WAIT):
+            await _wait_devices(devices, 1)
+        await devices.add_plugin("fs1", FsDevice({"dir": str(first), "list_period": "20ms"}))
+        await devices.add_plugin("fs2", FsDevice({"dir": str(second), "list_period": "20ms"}))
+        with anyio.fail_after(WAIT):
+            seen = await kubelet.wait_for_devices(RESOURCE, lambda devs: len(devs) == 2)
+        assert sorted(seen) == ["x", "y"]
+        assert manager.device_types() == ("nomad-file-mock",)
+        assert [m.host_path for m in (await kubelet.allocate(RESOURCE, ["x"])).mounts] == [str(first / "x")]
+        assert [m.host_path for m in (await kubelet.allocate(RESOURCE, ["y"])).mounts] == [str(second / "y")]
+
+
 async def test_a_plugin_launched_from_plugin_dir_is_served_to_kubelet(short_tmp: Path) -> None:
     """A PluginHost with kubelet {} and a plugin_dir serves the launched (go-plugin) fs-device's files to kubelet."""
     plugins = short_tmp / "plugins"
@@ -94,6 +123,35 @@ async def test_a_plugin_launched_from_plugin_dir_is_served_to_kubelet(short_tmp:
         assert [p.name for p in host.devices.snapshot().plugins] == ["fsdev"]
         response = await kubelet.allocate(RESOURCE, ["b"])
         assert [m.host_path for m in response.mounts] == [str(devices_dir / "b")]
+
+
+async def test_a_launched_plugin_killed_turns_unhealthy_and_is_served_again_after_its_relaunch(short_tmp: Path) -> None:
+    """SIGKILL of a launched (go-plugin) fs-device: kubelet sees its devices Unhealthy while it is down, Healthy once
+    the launcher relaunched it, and Allocate then reaches the new process."""
+    (short_tmp / "plugins").mkdir()
+    (short_tmp / "devs").mkdir()
+    specs = _fs_spec(short_tmp / "plugins", short_tmp / "devs")
+
+    def health(expected: str) -> Callable[[dict[str, KubeletDevice]], bool]:
+        return lambda devs: sorted(devs) == ["a", "b"] and all(d.health == expected for d in devs.values())
+
+    async with (
+        FakeKubelet(short_tmp / "dp") as kubelet,
+        launched(specs, backoff_initial=0.1, backoff_max=0.2) as (launcher, devices, _),
+        _manager(short_tmp, DeviceManagerScanner(devices)),
+    ):
+        with anyio.fail_after(30):
+            first = await launcher.wait_for("fsdev", running)
+            await kubelet.wait_for_devices(RESOURCE, health("Healthy"))
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        with anyio.fail_after(30):
+            await kubelet.wait_for_devices(RESOURCE, health("Unhealthy"))
+            second = await launcher.wait_for("fsdev", lambda s: running(s) and s.pid != first.pid)
+            await kubelet.wait_for_devices(RESOURCE, health("Healthy"))
+        response = await kubelet.allocate(RESOURCE, ["a"])
+        assert [m.host_path for m in response.mounts] == [str(short_tmp / "devs" / "a")]
+        assert second.restarts == 1
 
 
 def _request(*ids: str) -> AllocateRequest:

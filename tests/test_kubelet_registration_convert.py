@@ -117,3 +117,23 @@ def test_an_endpoint_too_long_for_a_socket_is_refused() -> None:
     assert error is not None
     assert "bytes, the Unix socket limit is 107" in error
     assert endpoint_error("ok.sock", "/tmp/plugins") is None
+
+
+def test_a_device_listed_twice_is_one_device_with_its_last_health_at_its_first_place() -> None:
+    """Duplicate ids in one message collapse as kubelet's map does (the last entry wins) without reordering;
+    repeated_ids names each repeated id once, in the order it was first repeated."""
+    listed = [
+        wire.Device(id="a", health="Healthy"),
+        wire.Device(id="b", health="Healthy"),
+        wire.Device(id="b", health="Unhealthy"),
+        wire.Device(id="a", health="Unhealthy"),
+        wire.Device(id="a", health="Healthy"),
+        wire.Device(id="c", health="Healthy"),
+    ]
+    assert convert.devices_from_wire(listed) == (
+        Device(id="a", healthy=True),
+        Device(id="b", healthy=False, health_description="the device plugin reports health 'Unhealthy'"),
+        Device(id="c", healthy=True),
+    )
+    assert convert.repeated_ids(listed) == ["b", "a"]
+    assert convert.repeated_ids(listed[:2]) == []

@@ -30,6 +30,7 @@ from plugin_host.errors import ConfigError, DeviceError, PluginHostError, Plugin
 from plugin_host.kubelet import _hosted_convert as convert
 from plugin_host.kubelet._convert import DEVICE_PLUGIN_SERVICE
 from plugin_host.kubelet._register_checks import KUBELET_API_VERSION
+from plugin_host.kubelet._reply_decode import strict_reply
 
 __all__ = ["HostedResource", "KubeletDevicePluginClient", "PluginConnection"]
 
@@ -95,6 +96,13 @@ class HostedResource:
         if connection is not self.connection:
             return
         group = convert.device_group_from_wire(self.name, response)
+        if len(group.devices) != len(response.devices):
+            logger.warning(
+                "device plugin %r listed devices %s more than once in one ListAndWatch message; kept the last entry"
+                " of each",
+                self.name,
+                convert.repeated_ids(response.devices),
+            )
         if group != self.group:
             self.group = group
             self._publish()
@@ -219,7 +227,7 @@ class KubeletDevicePluginClient:
             "Allocate",
             f"{DEVICE_PLUGIN_SERVICE}/Allocate",
             convert.allocate_request_to_wire(ids),
-            wire.AllocateResponse,
+            strict_reply(wire.AllocateResponse),
             where=connection.where,
             timeout=self._timeout,
             status_error=refused("Allocate"),
@@ -243,7 +251,7 @@ class KubeletDevicePluginClient:
                 "PreStartContainer",
                 f"{DEVICE_PLUGIN_SERVICE}/PreStartContainer",
                 wire.PreStartContainerRequest(devices_ids=ids),
-                wire.PreStartContainerResponse,
+                strict_reply(wire.PreStartContainerResponse),
                 where=connection.where,
                 timeout=PRE_START_TIMEOUT,
                 status_error=refused("PreStartContainer"),

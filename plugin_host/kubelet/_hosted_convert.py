@@ -23,6 +23,7 @@ __all__ = [
     "devices_from_wire",
     "group_for",
     "mark_unhealthy",
+    "repeated_ids",
     "reservation_from_wire",
     "split_resource_name",
 ]
@@ -41,13 +42,28 @@ def split_resource_name(resource_name: str) -> tuple[str, str]:
 
 
 def devices_from_wire(devices: Iterable[Any]) -> tuple[Device, ...]:
-    """Wire ``Device`` list → domain devices in the plugin's order; health other than ``Healthy`` is unhealthy."""
-    out: list[Device] = []
+    """Wire ``Device`` list → domain devices in the plugin's order; health other than ``Healthy`` is unhealthy.
+
+    An id listed more than once is one device with the last entry's health, at its first place (kubelet keeps the
+    devices in a map keyed by id, so the last entry wins there too).
+    """
+    out: dict[str, Device] = {}
     for device in devices:
         healthy = device.health == HEALTHY
         description = "" if healthy else f"the device plugin reports health {device.health or 'unset'!r}"
-        out.append(Device(id=device.id, healthy=healthy, health_description=description))
-    return tuple(out)
+        out[device.id] = Device(id=device.id, healthy=healthy, health_description=description)
+    return tuple(out.values())
+
+
+def repeated_ids(devices: Iterable[Any]) -> list[str]:
+    """The ids listed more than once in a wire ``Device`` list, in order of their first repetition."""
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for device in devices:
+        if device.id in seen:
+            repeated[device.id] = None
+        seen.add(device.id)
+    return list(repeated)
 
 
 def group_for(resource_name: str, devices: Sequence[Device]) -> DeviceGroup:

@@ -4,7 +4,8 @@ betterproto needs well over 100 ms to parse 1,000 ``Device`` messages. Messages 
 field in number order, each at most once, no unknown fields: what protobuf, betterproto and Go's encoder write)
 are read here directly; anything else is handed to betterproto, so unusual input is read exactly as before. A
 message neither can read raises :class:`~plugin_host.errors.PluginProtocolError` (betterproto's own exception as its
-cause): whoever consumes the stream sees one error type instead of whatever betterproto stumbled on.
+cause), and so does one betterproto reads with a value of the wrong type (a field sent with another wire type: an
+``int`` id): whoever consumes the stream sees one error type instead of whatever betterproto stumbled on.
 Schema: see :mod:`plugin_host.kubelet._list_encode`.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import PluginProtocolError
+from plugin_host.kubelet._reply_decode import wire_type_problem
 
 __all__ = ["DecodedListAndWatchResponse", "ListedDevice", "decode_canonical"]
 
@@ -109,13 +111,18 @@ def decode_canonical(data: bytes) -> tuple[ListedDevice, ...]:
 
 def _read_by_betterproto(data: bytes) -> tuple[ListedDevice, ...]:
     try:
+        message = wire.ListAndWatchResponse.FromString(data)
+        # betterproto keeps a field sent with another wire type as whatever it read (an int for an id...).
+        problem = wire_type_problem(message)
+        if problem is not None:
+            raise ValueError(problem)
         return tuple(
             ListedDevice(
                 device.id,
                 device.health,
                 tuple(node.id for node in device.topology.nodes) if device.is_set("topology") else None,
             )
-            for device in wire.ListAndWatchResponse.FromString(data).devices
+            for device in message.devices
         )
     except Exception as exc:  # betterproto raises anything from ValueError to AttributeError on bad input
         raise PluginProtocolError(

@@ -49,6 +49,7 @@ from plugin_host.kubelet._convert import DEVICE_PLUGIN_SERVICE, REGISTRATION_SER
 from plugin_host.kubelet._hosted import HostedResource, KubeletDevicePluginClient, PluginConnection
 from plugin_host.kubelet._list_decode import DecodedListAndWatchResponse
 from plugin_host.kubelet._register_checks import KUBELET_API_VERSION, endpoint_error, resource_name_error, version_error
+from plugin_host.kubelet._reply_decode import strict_reply
 from plugin_host.kubelet.api import KUBELET_SOCKET_NAME
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginConnectionInfo, PluginInfo, Registry
 
@@ -278,7 +279,7 @@ class KubeletRegistrationServer:
                 "GetDevicePluginOptions",
                 f"{DEVICE_PLUGIN_SERVICE}/GetDevicePluginOptions",
                 wire.Empty(),
-                wire.DevicePluginOptions,
+                strict_reply(wire.DevicePluginOptions),
                 where=where,
                 timeout=self._dial_timeout,
             )
