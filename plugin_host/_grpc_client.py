@@ -75,6 +75,10 @@ def grpc_errors(
             f"{rpc} on {where} failed with {exc.status.name}: {text}", code=exc.status.name, rpc_message=exc.message
         )
 
+    def undecodable(exc: Exception) -> PluginHostError:
+        # What betterproto raises on bytes that are not the RPC's message (truncated, bad UTF-8, wrong wire types).
+        return PluginProtocolError(f"{where} sent a reply to {rpc} that does not decode: {exc!r}")
+
     # TimeoutError is an OSError: it must come first.
     return {
         GRPCError: from_status,
@@ -82,9 +86,7 @@ def grpc_errors(
         OSError: lambda exc: PluginUnavailableError(f"{where} is unreachable during {rpc}: {exc}"),
         StreamTerminatedError: lambda exc: PluginUnavailableError(f"{where} dropped the call {rpc}: {exc}"),
         ProtocolError: lambda exc: PluginUnavailableError(f"{where} broke the gRPC protocol in {rpc}: {exc}"),
-        # The reply's bytes do not decode as the message the RPC defines (truncated, bad UTF-8, wrong wire types).
-        EOFError: lambda exc: PluginProtocolError(f"{where} sent a reply to {rpc} that does not decode: {exc}"),
-        ValueError: lambda exc: PluginProtocolError(f"{where} sent a reply to {rpc} that does not decode: {exc}"),
+        **dict.fromkeys((EOFError, ValueError, KeyError, AttributeError, OverflowError), undecodable),
     }
 
 
