@@ -50,7 +50,6 @@ from plugin_host.device.manager import REGISTRY_ALLOC_ID
 from plugin_host.driver.manager import DriverManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
-from plugin_host.kubelet.adapter import device_type_for_group
 from plugin_host.kubelet.api import HEALTHY as KUBELET_HEALTHY
 from plugin_host.kubelet.manager import Manager as KubeletManager
 from plugin_host.kubelet.manager_export import DeviceManagerScanner
@@ -65,7 +64,6 @@ from plugin_host.registry import (
 from plugin_host.state import SqliteStateStore
 
 if TYPE_CHECKING:
-    from plugin_host.device import DeviceManagerSnapshot
     from plugin_host.device.api import DevicePlugin
     from plugin_host.driver.api import DriverFingerprint, DriverPlugin
 
@@ -105,6 +103,7 @@ class PluginHost:
         self._plugin_watcher: PluginWatcher | None = None
         self._kubelet_server: KubeletRegistrationServer | None = None
         self._kubelet_export: KubeletManager | None = None
+        self._kubelet_scanner: DeviceManagerScanner | None = None
         self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
@@ -285,12 +284,9 @@ class PluginHost:
                 if config.kubelet is not None:
                     # Every managed device plugin (built-in, launched, added by the agent) is served to kubelet as
                     # well, each device group as <namespace>/<vendor>-<type>-<name>; not the ones kubelet gave us.
+                    scanner = self._kubelet_scanner = DeviceManagerScanner(devices, include=self._exportable)
                     self._kubelet_export = await stack.enter_async_context(
-                        KubeletManager(
-                            config.kubelet.namespace,
-                            DeviceManagerScanner(devices, include=self._exportable),
-                            plugin_dir=config.kubelet.plugin_dir,
-                        )
+                        KubeletManager(config.kubelet.namespace, scanner, plugin_dir=config.kubelet.plugin_dir)
                     )
                 await stack.enter_async_context(AdminServer(config.admin_socket_path, {"status": self._status_json}))
                 logger.info(
@@ -305,7 +301,7 @@ class PluginHost:
             self._launcher = None
             self._csi = self._plugin_watcher = None
             self._kubelet_server = None
-            self._kubelet_export = None
+            self._kubelet_export = self._kubelet_scanner = None
             self._stopped.set()
 
     async def _reconcile(self, registry: Registry, *, external: set[str]) -> None:
@@ -354,33 +350,25 @@ class PluginHost:
             drivers=tuple(drivers.driver_names()),
             tasks=await _task_entries(drivers),
             driver_health=tuple(_driver_status(name, drivers.fingerprint(name)) for name in drivers.driver_names()),
-            kubelet_export=self._kubelet_export_status(snapshot),
+            kubelet_export=self._kubelet_export_status(),
         )
 
-    def _kubelet_export_status(self, snapshot: DeviceManagerSnapshot) -> KubeletExportStatus | None:
-        """Each device type the kubelet Manager serves, the plugins whose group it is, and its registration."""
-        manager, config = self._kubelet_export, self._config.kubelet
-        if manager is None or config is None:
+    def _kubelet_export_status(self) -> KubeletExportStatus | None:
+        """Each device type the kubelet Manager serves, the plugins whose group it is (as the scanner last sent
+        them), and its registration."""
+        manager, scanner, config = self._kubelet_export, self._kubelet_scanner, self._config.kubelet
+        if manager is None or scanner is None or config is None:
             return None
-        providers: dict[str, tuple[str, list[str]]] = {}  # device type -> (group id, plugin names)
-        for plugin in snapshot.plugins:
-            if not self._exportable(plugin.name):
-                continue
-            for group in plugin.groups:
-                with contextlib.suppress(PluginHostError):  # a group with no valid type name is not served
-                    group_id, names = providers.setdefault(device_type_for_group(group), (group.id, []))
-                    if group_id == group.id:  # another group mapping to a served type is not exported
-                        names.append(plugin.name)
+        groups, providers = scanner.device_types, scanner.providers
         resources = []
         for dev_type in manager.device_types():
             served = manager.server(dev_type)
-            group_id, names = providers.get(dev_type, ("", []))
             healthy = [info.state == KUBELET_HEALTHY for info in served.devices.values()]
             resources.append(
                 KubeletResourceStatus(
                     name=served.resource_name,
-                    group=group_id,
-                    plugins=tuple(sorted(names)),
+                    group=groups.get(dev_type, ""),
+                    plugins=providers.get(dev_type, ()),
                     devices=len(healthy),
                     healthy=sum(healthy),
                     registered=served.registered,

@@ -43,11 +43,18 @@ class DeviceManagerScanner:
         self._plugins: dict[str, PluginSnapshot] = {}
         # device type -> (group id, device id -> healthy), as last sent
         self._types: dict[str, tuple[str, dict[str, bool]]] = {}
+        # device type -> the plugins providing its group, as last sent
+        self._providers: dict[str, tuple[str, ...]] = {}
 
     @property
     def device_types(self) -> Mapping[str, str]:
         """Device type → the Nomad device group id it serves, as last sent."""
         return {dev_type: group_id for dev_type, (group_id, _) in self._types.items()}
+
+    @property
+    def providers(self) -> Mapping[str, tuple[str, ...]]:
+        """Device type → the names of the plugins providing its group (sorted), as last sent."""
+        return dict(self._providers)
 
     async def scan(self, notifier: Notifier) -> None:
         """Follow the DeviceManager until cancelled, sending a tree after every change."""
@@ -64,6 +71,7 @@ class DeviceManagerScanner:
     def _tree(self) -> DeviceTree:
         tree = DeviceTree()
         types: dict[str, tuple[str, dict[str, bool]]] = {}
+        providers: dict[str, list[str]] = {}
         for name in sorted(self._plugins):
             plugin = self._plugins[name]
             if not self._include(name):
@@ -77,6 +85,7 @@ class DeviceManagerScanner:
                     )
                     continue
                 _, health = types.setdefault(dev_type, (group.id, {}))
+                providers.setdefault(dev_type, []).append(name)
                 for device in group.devices:
                     healthy = running and device.healthy
                     # The same group from two plugins: a device is healthy when any of them says so.
@@ -85,6 +94,7 @@ class DeviceManagerScanner:
             for dev_id, healthy in health.items():
                 tree.add_device(dev_type, dev_id, DeviceInfo(state=HEALTHY if healthy else UNHEALTHY))
         self._types = types
+        self._providers = {dev_type: tuple(sorted(set(names))) for dev_type, names in providers.items()}
         return tree
 
     async def allocate(self, request: AllocateRequest) -> AllocateResponse:
