@@ -15,7 +15,7 @@ import pytest
 
 from plugin_host.csi import CsiClient
 from plugin_host.errors import PluginRPCError
-from tests.csi_helpers import serve_echoing_foreign_plugin
+from csi_helpers import serve_echoing_foreign_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 # A quote, a space and a non-ASCII letter: grpc-message carries it percent-encoded, a repr escapes the quote. Every
@@ -61,10 +61,10 @@ _CLI_SCRIPT = textwrap.dedent(
     import logging, sys, tempfile
     from pathlib import Path
     import anyio
-    sys.path.insert(0, sys.argv[1])
+    sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
     from plugin_host.cli import _configure_logging
     from plugin_host.csi import CsiClient
-    from tests.csi_helpers import serve_echoing_foreign_plugin
+    from csi_helpers import serve_echoing_foreign_plugin
 
     async def main() -> None:
         _configure_logging("debug", as_json=False)
