@@ -12,10 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from csi_helpers import serve_echoing_foreign_plugin
 
 from plugin_host.csi import CsiClient
 from plugin_host.errors import PluginRPCError
-from csi_helpers import serve_echoing_foreign_plugin
 
 REPO = Path(__file__).resolve().parent.parent
 # A quote, a space and a non-ASCII letter: grpc-message carries it percent-encoded, a repr escapes the quote. Every
