@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from plugin_host._text import shape, truncated
 from plugin_host._version import __version__
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
@@ -145,18 +146,25 @@ class RawExecDriver:
         if not config.id:
             problems.append("id: must not be empty")
         elif config.id in self._tasks:
-            raise TaskExistsError(f"raw-exec: a task with id {config.id!r} already exists")
+            raise TaskExistsError(f"raw-exec: a task with id {truncated(config.id)} already exists")
         command = config.driver_config.get("command")
         if not isinstance(command, str) or not command:
-            problems.append(f"config.command: expected a non-empty string, got {command!r}")
+            problems.append(f"config.command: expected a non-empty string, got {truncated(command)}")
         args = config.driver_config.get("args", [])
-        if not isinstance(args, list | tuple) or not all(isinstance(a, str) for a in args):
-            problems.append(f"config.args: expected a list of strings, got {args!r}")
+        # Arguments routinely carry tokens and passwords (--password=...): their values are never echoed.
+        if not isinstance(args, list | tuple):
+            problems.append(f"config.args: expected a list of strings, got {shape(args)} (value not shown)")
+        else:
+            bad = [f"[{index}] is {shape(arg)}" for index, arg in enumerate(args) if not isinstance(arg, str)]
+            if bad:
+                problems.append(f"config.args: expected a list of strings; {', '.join(bad[:5])} (values not shown)")
         unknown = sorted(set(config.driver_config) - {"command", "args"})
         if unknown:
-            problems.append(f"config: unknown keys {unknown}; allowed: args, command")
+            problems.append(f"config: unknown keys {truncated(unknown)}; allowed: args, command")
         if config.user and config.user != _current_user():
-            problems.append(f"user: {config.user!r} differs from the host's user {_current_user()!r}; raw-exec cannot")
+            problems.append(
+                f"user: {truncated(config.user)} differs from the host's user {_current_user()!r}; raw-exec cannot"
+            )
         workdir = os.getcwd()
         if config.alloc_dir:
             task_dir = Path(config.alloc_dir) / config.name
@@ -165,9 +173,9 @@ class RawExecDriver:
             elif Path(config.alloc_dir).is_dir():
                 workdir = config.alloc_dir
             else:
-                problems.append(f"alloc_dir: {config.alloc_dir!r} is not a directory")
+                problems.append(f"alloc_dir: {truncated(config.alloc_dir)} is not a directory")
         if problems:
-            raise TaskConfigError(f"raw-exec: invalid task {config.id!r}: " + "; ".join(problems))
+            raise TaskConfigError(f"raw-exec: invalid task {truncated(config.id)}: " + "; ".join(problems))
         return str(command), [str(a) for a in args], workdir
 
     async def _spawn(

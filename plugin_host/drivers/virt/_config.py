@@ -157,7 +157,8 @@ class VirtTaskConfig(ConfigModel):
     """cloud-init user-data: a path to a file (absolute, or relative to the task directory), or inline content
     starting with ``#`` (``#cloud-config``, ``#!/bin/sh``, ...). Not in the repr: it often carries credentials."""
     timezone: str | None = None
-    cmds: tuple[str, ...] = ()
+    cmds: tuple[str, ...] = Field(default=(), repr=False)
+    """Commands cloud-init runs at first boot. Not in the repr nor echoed in errors: they often carry credentials."""
     default_user_authorized_ssh_key: str | None = None
     default_user_password: SecretStr | None = None
 
