@@ -1,11 +1,16 @@
 """truncated() echoes any value in at most about ``limit`` characters, with its total length; shape() names a
-value's type and size only."""
+value's type and size only; errors built from peer or config values use them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from plugin_host._text import shape, truncated
+from plugin_host.config import HostConfig
+from plugin_host.csi._registration import RegistrationRejected, judge
+from plugin_host.errors import ConfigError
 
 
 def test_short_values_are_their_repr() -> None:
@@ -51,3 +56,24 @@ def test_shape_shows_no_content() -> None:
     assert shape({"a": 1, "b": 2}) == "a dict of 2 items"
     assert shape(7) == "an int"
     assert shape(b"xy") == "a bytes of 2 bytes"
+
+
+def test_a_csi_registration_with_a_huge_name_is_refused_in_a_short_message() -> None:
+    """A plugin announcing a 300 KB name and a relative endpoint is refused with both cut short, lengths given."""
+    with pytest.raises(RegistrationRejected) as caught:
+        judge("CSIPlugin", "n" * 300_000, "relative/" + "e" * 300_000, ["1.0.0"])
+    message = str(caught.value)
+    assert "…' (300000 chars)" in message
+    assert "…' (300009 chars)" in message
+    assert len(message) < 700
+
+
+def test_a_host_config_with_a_huge_unknown_key_is_refused_in_a_short_message(short_tmp: Path) -> None:
+    """An HCL host config with a 300 KB unknown top-level key names it cut short, with its length."""
+    config = short_tmp / "host.hcl"
+    config.write_text(f"{'k' * 300_000} = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        HostConfig.from_hcl_file(config)
+    message = str(caught.value)
+    assert "…' (300000 chars)" in message
+    assert len(message) < 1000

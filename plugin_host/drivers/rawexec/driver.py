@@ -215,14 +215,14 @@ class RawExecDriver:
             return ExecutorState(pid, executor_start, int(parts[1]), int(parts[2]), os.fspath(status_file))
         with anyio.move_on_after(5):
             await _executor_exit(pid)
-        reason = line[len("error ") :] if line.startswith("error ") else f"the executor said {line!r}"
-        raise DriverError(f"raw-exec: cannot run command {command!r} of task {config.id!r}: {reason}")
+        reason = line[len("error ") :] if line.startswith("error ") else f"the executor said {truncated(line)}"
+        raise DriverError(f"raw-exec: cannot run command {truncated(command)} of task {truncated(config.id)}: {reason}")
 
     def _task(self, task_id: str) -> RawExecTask:
         try:
             return self._tasks[task_id]
         except KeyError:
-            raise TaskNotFoundError(f"raw-exec: task not found for given id {task_id!r}") from None
+            raise TaskNotFoundError(f"raw-exec: task not found for given id {truncated(task_id)}") from None
 
     async def wait_task(self, task_id: str) -> ExitResult:
         """The task's exit; at once when it already exited."""
@@ -243,7 +243,9 @@ class RawExecDriver:
         task = self._task(task_id)
         if task.running:
             if not force:
-                raise DriverError(f"raw-exec: task {task_id!r} is still running; stop it first or pass force=True")
+                raise DriverError(
+                    f"raw-exec: task {truncated(task_id)} is still running; stop it first or pass force=True"
+                )
             await task.stop(0.0, signal.SIGKILL)
         self._tasks.pop(task_id, None)
         task.close()
@@ -260,13 +262,14 @@ class RawExecDriver:
             return
         if handle.version != DRIVER_STATE_VERSION:
             raise DriverError(
-                f"raw-exec: handle of task {task_id!r} has version {handle.version}; expected {DRIVER_STATE_VERSION}"
+                f"raw-exec: handle of task {truncated(task_id)} has version {handle.version}; expected "
+                f"{DRIVER_STATE_VERSION}"
             )
         state = ExecutorState.decode(handle.driver_state, task_id)
         task = attach(handle.config, state)
         if not task.running and not task.recorded:
             raise TaskNotFoundError(
-                f"raw-exec: task not found for given id {task_id!r}: executor {state.executor_pid} is gone and"
+                f"raw-exec: task not found for given id {truncated(task_id)}: executor {state.executor_pid} is gone and"
                 f" {state.status_file} holds no record of it"
             )
         self._tasks[task_id] = task
@@ -314,7 +317,7 @@ class RawExecDriver:
         """Send a named signal (``"SIGHUP"`` or ``"HUP"``) to the task."""
         task = self._task(task_id)
         if not task.signal(_signal_number(signal)):
-            raise DriverError(f"raw-exec: task {task_id!r} is not running; cannot send {signal}")
+            raise DriverError(f"raw-exec: task {truncated(task_id)} is not running; cannot send {signal}")
 
     async def exec_task(self, task_id: str, command: Sequence[str], timeout: float) -> ExecTaskResult:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
         """Not supported (the exec capability is off)."""
@@ -351,7 +354,9 @@ def _signal_number(name: str) -> int:
     try:
         return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
     except KeyError:
-        raise DriverError(f"raw-exec: unknown signal {name!r}; expected a name such as 'SIGTERM' or 'HUP'") from None
+        raise DriverError(
+            f"raw-exec: unknown signal {truncated(name)}; expected a name such as 'SIGTERM' or 'HUP'"
+        ) from None
 
 
 def _open_output(path: str, field: str) -> int:
@@ -360,7 +365,9 @@ def _open_output(path: str, field: str) -> int:
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
-        raise TaskConfigError(f"raw-exec: {field} {path!r} cannot be opened for writing: {exc.strerror}") from exc
+        raise TaskConfigError(
+            f"raw-exec: {field} {truncated(path)} cannot be opened for writing: {exc.strerror}"
+        ) from exc
 
 
 def _wait_start_time(pid: int) -> int:
