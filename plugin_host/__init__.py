@@ -5,6 +5,7 @@ The names below are the public API; see ``shared/design.md`` for the contract.
 
 from __future__ import annotations
 
+from plugin_host import _wire_logs
 from plugin_host._version import __version__ as __version__
 from plugin_host.config import HostConfig as HostConfig
 from plugin_host.host import PluginHost as PluginHost
@@ -18,6 +19,9 @@ from plugin_host.registry import PluginUpdateEvent as PluginUpdateEvent
 from plugin_host.registry import Registry as Registry
 from plugin_host.state import MemoryStateStore as MemoryStateStore
 from plugin_host.state import SqliteStateStore as SqliteStateStore
+
+# hpack and h2 (under grpclib) log header values at DEBUG, and a plugin's grpc-message may quote credentials.
+_wire_logs.guard_wire_loggers()
 
 __all__ = [
     "PLUGIN_TYPE_CSI_CONTROLLER",

@@ -61,6 +61,10 @@ def _configure_logging(level: str, as_json: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # hpack and h2 log header values and frames at DEBUG (a plugin's grpc-message can quote credentials): even at
+    # --log-level debug they stay at INFO. The library's filter does the same; this holds without it.
+    for name in ("hpack", "h2"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
 
 
 # --- rendering --------------------------------------------------------------------------------------------------

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import Process
-from grpclib.server import Server
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server, Stream
 
 from examples.csi_hostpath.hostpath import HostpathPlugin
 from plugin_host._proto import pluginregistration as wire
+from plugin_host._proto.csi import v1 as csi_wire
 from plugin_host.csi import CsiPluginServer
 
 HOSTPATH_NAME = "hostpath.csi.plugin-host.dev"
@@ -143,3 +146,35 @@ async def run_hostpath_process(socket_path: Path, *, name: str = HOSTPATH_NAME) 
                 process.kill()
             await process.wait()
             await process.aclose()
+
+
+class EchoingForeignPlugin:
+    """A CSI controller not built on plugin_host (as a Go plugin would be): its DeleteVolume fails with a status
+    that quotes the secrets it was sent, so they travel back in ``grpc-message``, percent-encoded."""
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/csi.v1.Controller/DeleteVolume": Handler(
+                self._delete_volume,
+                Cardinality.UNARY_UNARY,
+                csi_wire.DeleteVolumeRequest,
+                csi_wire.DeleteVolumeResponse,
+            )
+        }
+
+    async def _delete_volume(self, stream: Stream[csi_wire.DeleteVolumeRequest, csi_wire.DeleteVolumeResponse]) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        raise GRPCError(Status.PERMISSION_DENIED, f"credentials {dict(request.secrets)} rejected")
+
+
+@asynccontextmanager
+async def serve_echoing_foreign_plugin(path: Path) -> AsyncIterator[None]:
+    """Serve an :class:`EchoingForeignPlugin` on ``path`` until the block ends."""
+    server = Server([EchoingForeignPlugin()])
+    await server.start(path=os.fspath(path))
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()

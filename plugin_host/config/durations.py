@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, ValidationInfo
 
+from plugin_host._text import truncated
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -196,7 +197,9 @@ def _coerce(value: Any, field: str, *, positive: bool) -> float:
             raise ConfigError(f"{field}: {exc}") from exc
     else:
         # A bare number is ambiguous (Go reads it as nanoseconds, people mean seconds), so it is refused.
-        raise ConfigError(f"{field}: expected {what} string such as {examples}; got {type(value).__name__} {value!r}")
+        raise ConfigError(
+            f"{field}: expected {what} string such as {examples}; got {type(value).__name__} {truncated(value)}"
+        )
     if positive and seconds <= 0:
         shown = _quote(value) if isinstance(value, str) else repr(value)
         raise ConfigError(f"{field}: duration {shown} must be greater than zero; expected {what} such as {examples}")

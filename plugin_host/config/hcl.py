@@ -18,6 +18,7 @@ import hcl2
 from hcl2.utils import process_escape_sequences
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from plugin_host._text import truncated
 from plugin_host.errors import ConfigError, HclSyntaxError
 
 __all__ = ["HclBlock", "HclSyntaxError", "labeled_blocks", "load_hcl_file", "loads_hcl", "normalize", "single_block"]
@@ -109,7 +110,7 @@ def _value(value: Any, where: str, source: str) -> Any:
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             return _unquote(value, where, source)
         raise ConfigError(
-            f"{source}: {where}: expressions are not supported in config files; got {value!r}; "
+            f"{source}: {where}: expressions are not supported in config files; got {truncated(value)}; "
             'write a literal value such as "text", 5 or true'
         )
     if isinstance(value, list):
@@ -184,7 +185,7 @@ def single_block(data: Mapping[str, Any], name: str, *, source: str = "<config>"
         raise ConfigError(f"{source}: block {name!r} may appear once; found {len(bodies)}")
     body = bodies[0]
     if not isinstance(body, dict):
-        raise ConfigError(f"{source}: {name!r} must be a block ({name} {{ ... }}); got {body!r}")
+        raise ConfigError(f"{source}: {name!r} must be a block ({name} {{ ... }}); got {truncated(body)}")
     return body
 
 

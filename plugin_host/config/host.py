@@ -22,6 +22,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from plugin_host._builtins import BUILTIN_PLUGINS
+from plugin_host._text import truncated
 from plugin_host.config.hcl import labeled_blocks, load_hcl_file, single_block
 from plugin_host.config.validation import ConfigModel
 from plugin_host.errors import ConfigError
@@ -199,7 +200,7 @@ def _unknown_keys(body: Any, model: type[BaseModel], where: str) -> None:
     allowed = sorted(model.model_fields)
     unknown = sorted(str(key) for key in body if key not in model.model_fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+        raise ConfigError(f"{where}: unknown key {truncated(unknown[0])}; allowed keys: {', '.join(allowed)}")
 
 
 def _check_nested_keys(data: Mapping[str, Any]) -> None:
@@ -217,7 +218,7 @@ def _from_hcl(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     unknown = sorted(set(data) - set(_TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(
-            f"{source}: unknown top-level block or key {unknown[0]!r}; allowed: {', '.join(_TOP_LEVEL_KEYS)}"
+            f"{source}: unknown top-level block or key {truncated(unknown[0])}; allowed: {', '.join(_TOP_LEVEL_KEYS)}"
         )
     out: dict[str, Any] = {k: v for k, v in data.items() if k not in (*_BLOCKS, "plugin")}
     plugins: dict[str, Any] = {}
@@ -225,7 +226,7 @@ def _from_hcl(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         where = f'{source}: plugin "{name}"'
         bad = sorted(set(body) - set(_PLUGIN_KEYS))
         if bad:
-            raise ConfigError(f"{where}: unknown key {bad[0]!r}; allowed keys: {', '.join(_PLUGIN_KEYS)}")
+            raise ConfigError(f"{where}: unknown key {truncated(bad[0])}; allowed keys: {', '.join(_PLUGIN_KEYS)}")
         entry: dict[str, Any] = {"config": dict(single_block(body, "config", source=where) or {})}
         if "args" in body:
             entry["args"] = body["args"]

@@ -1,19 +1,25 @@
 """Turn pydantic validation failures into :class:`ConfigError` messages a person can act on.
 
 The message names the source (file or "fs-device config"), the key path and the value, and for an unknown key
-lists the keys that are allowed at that level.
+lists the keys that are allowed at that level. Values are truncated (:func:`plugin_host._text.truncated`), and the
+value of a secret field is never shown, only its type and size: a field is secret when it is left out of the repr
+(``Field(repr=False)``: environments, user data, commands) or typed as pydantic's ``SecretStr``/``SecretBytes``
+(passwords). pydantic's own error text is no safer (it prints ``input_value=...``), so config models hide the input
+in it too (``hide_input_in_errors``): the ``ValidationError`` chained to our :class:`ConfigError` shows no value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretBytes, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from plugin_host._text import shape, truncated
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -21,6 +27,7 @@ __all__ = [
     "allowed_keys",
     "config_error_from_validation",
     "decode_msgpack_config",
+    "is_secret_field",
     "msgpack_text",
     "without_nulls",
 ]
@@ -43,6 +50,45 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
     return current
 
 
+def _mentions(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, kinds):
+        return True
+    return any(_mentions(arg, kinds) for arg in get_args(annotation))
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def is_secret_field(field: FieldInfo) -> bool:
+    """Whether a field's value must never be echoed: left out of the repr, or a pydantic secret type."""
+    return field.repr is False or _mentions(field.annotation, (SecretStr, SecretBytes))
+
+
+def _secret_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> bool:
+    """Whether the error location ``loc`` is inside a secret field of ``model`` (descending through nested models)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if not isinstance(part, str):
+            continue
+        if current is None:
+            return False
+        fields = current.model_fields
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if field is None:
+            return False
+        if is_secret_field(field):
+            return True
+        current = _nested_model(field.annotation)
+    return False
+
+
 def allowed_keys(model: type[BaseModel]) -> list[str]:
     """The keys a config model accepts (aliases where set), sorted."""
     return sorted(field.alias or name for name, field in model.model_fields.items())
@@ -58,17 +104,21 @@ def _path(loc: tuple[int | str, ...]) -> str:
 def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
     loc = tuple(error["loc"])
     path = _path(loc)
+    if len(path) > 200:  # dict keys come from the config: a key may be any size
+        path = truncated(path)
     if error["type"] == "extra_forbidden":
         owner = _model_at(model, loc)
         keys = ", ".join(allowed_keys(owner)) if owner is not None else "?"
-        return f"unknown key {path!r}; allowed keys: {keys}"
+        return f"unknown key {truncated(path)}; allowed keys: {keys}"
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
-        # Our own validators already name the field and the value.
+        # Our own validators already name the field and the value (or, for a secret, only its type).
         return str(cause)
     if error["type"] == "missing":
         return f"{path}: required key is missing"
-    return f"{path}: {error['msg']}; got {error.get('input')!r}"
+    if _secret_at(model, loc):
+        return f"{path}: {error['msg']}; got {shape(error.get('input'))} (a secret field: value not shown)"
+    return f"{path}: {error['msg']}; got {truncated(error.get('input'))}"
 
 
 def config_error_from_validation(
@@ -139,7 +189,8 @@ def decode_msgpack_config(payload: bytes, model: type[BaseModel], *, source: str
 class ConfigModel(BaseModel):
     """Base of config models: frozen, unknown keys refused, and every failure raised as :class:`ConfigError`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # pydantic's own message prints input_value=...; ours is built from errors() and knows which fields are secret.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -161,7 +212,7 @@ class ConfigModel(BaseModel):
             raise ConfigError(f"{where}: expected a mapping of config keys; got {type(data).__name__}")
         bad = [key for key in data if not isinstance(key, str)]
         if bad:
-            raise ConfigError(f"{where}: config keys must be strings; got {bad[0]!r}")
+            raise ConfigError(f"{where}: config keys must be strings; got {truncated(bad[0])}")
         # Through __init__ rather than model_validate: pydantic wraps errors raised by a custom __init__ during
         # model_validate into a ValidationError, and the source must reach the message.
         token = _SOURCE.set(where)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import grpc_errors, map_exceptions, unary_call
+from plugin_host._text import truncated
 from plugin_host.csi._convert import describe_validation_error, from_wire, to_wire
 from plugin_host.csi._rpcs import RPCS, Rpc
 from plugin_host.csi._secrets import scrub_exception, secret_values
@@ -41,7 +42,7 @@ DEFAULT_TIMEOUT = 30.0
 
 def _check_timeout(value: object, what: str, error: type[PluginHostError]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise error(f"{what} is {value!r}, expected a positive number of seconds")
+        raise error(f"{what} is {truncated(value)}, expected a positive number of seconds")
     return float(value)
 
 

@@ -15,6 +15,7 @@ import os
 from types import TracebackType
 from typing import Self
 
+from plugin_host._text import truncated
 from plugin_host.csi.client import DEFAULT_TIMEOUT, CsiClient
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.registry.models import PluginInfo
@@ -32,7 +33,7 @@ class CsiClients:
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ConfigError(f"CsiClients timeout must be a positive number of seconds, got {timeout!r}")
+            raise ConfigError(f"CsiClients timeout must be a positive number of seconds, got {truncated(timeout)}")
         self._timeout = float(timeout)
         self._clients: dict[str, CsiClient] = {}
         self._status = "new"
@@ -82,5 +83,7 @@ class CsiClients:
         Do not enter or close the client: the host owns it.
         """
         if info.connection_info is None:
-            raise PluginNotFoundError(f"CSI plugin {info.name!r} has no connection info to dispense a client from")
+            raise PluginNotFoundError(
+                f"CSI plugin {truncated(info.name)} has no connection info to dispense a client from"
+            )
         return await self.get(info.connection_info.socket_path)

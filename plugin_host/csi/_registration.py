@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from plugin_host._text import truncated
 from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX
 
 __all__ = [
@@ -71,7 +72,8 @@ def highest_supported_version(versions: list[str]) -> tuple[str, tuple[int, ...]
             best = (version, key)
     if best is None:
         raise RegistrationRejected(
-            f"supported_versions {versions!r} has no supported CSI version; expected a 1.x version such as '1.0.0'"
+            f"supported_versions {truncated(versions)} has no supported CSI version; expected a 1.x version "
+            f"such as '1.0.0'"
         )
     return best
 
@@ -79,22 +81,24 @@ def highest_supported_version(versions: list[str]) -> tuple[str, tuple[int, ...]
 def judge(ptype: str, name: str, endpoint: str, versions: list[str]) -> Accepted:
     """Check one GetInfo answer; :class:`RegistrationRejected` names the field, the value and what was expected."""
     if ptype != CSI_PLUGIN_TYPE:
-        raise RegistrationRejected(f"plugin type {ptype!r} is not supported; expected {CSI_PLUGIN_TYPE!r}")
+        raise RegistrationRejected(f"plugin type {truncated(ptype)} is not supported; expected {CSI_PLUGIN_TYPE!r}")
     if not name:
         raise RegistrationRejected("plugin name is empty; expected the CSI driver's name")
     if not endpoint:
         raise RegistrationRejected(
-            f"endpoint of plugin {name!r} is empty; expected the absolute path of its CSI socket"
+            f"endpoint of plugin {truncated(name)} is empty; expected the absolute path of its CSI socket"
         )
     endpoint = endpoint.removeprefix("unix://")
     if not os.path.isabs(endpoint):
         raise RegistrationRejected(
-            f"endpoint {endpoint!r} of plugin {name!r} is not absolute; expected the absolute path of its CSI socket"
+            f"endpoint {truncated(endpoint)} of plugin {truncated(name)} is not absolute; expected the absolute "
+            f"path of its CSI socket"
         )
     size = len(os.fsencode(endpoint))
     if size > UNIX_SOCKET_PATH_MAX:
         raise RegistrationRejected(
-            f"endpoint {endpoint!r} of plugin {name!r} is {size} bytes; the Unix socket limit is {UNIX_SOCKET_PATH_MAX}"
+            f"endpoint {truncated(endpoint)} of plugin {truncated(name)} is {size} bytes; the Unix socket limit "
+            f"is {UNIX_SOCKET_PATH_MAX}"
         )
     version, key = highest_supported_version(versions)
     return Accepted(name=name, endpoint=endpoint, version=version, version_key=key)

@@ -6,19 +6,22 @@ generated code, so :data:`SECRET_FIELDS` lists them explicitly; ``tests/test_csi
 
 Values never reach a log line, a repr or an error message: :class:`Secrets` prints its keys with ``'***'`` for every
 value (``secrets={'password': '***'}``), serializes to JSON the same way, and :func:`scrub` replaces the values
-wherever a plugin echoes them back in a status message.
+wherever a plugin echoes them back in a status message, in every form an echo gives them (:func:`secret_forms`:
+raw, repr/ascii/JSON-escaped, percent-encoded as ``grpc-message`` is, the repr of their UTF-8 bytes).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+import json
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-__all__ = ["REDACTED", "SECRET_FIELDS", "Secrets", "scrub", "scrub_exception", "secret_values"]
+__all__ = ["REDACTED", "SECRET_FIELDS", "Secrets", "scrub", "scrub_exception", "secret_forms", "secret_values"]
 
 REDACTED = "***"
 
@@ -98,10 +101,45 @@ def secret_values(request: object) -> list[str]:
     return [value for name in fields if isinstance(s := getattr(request, name), Secrets) for value in s.values()]
 
 
+def _quoted_inner(value: str | bytes, show: Callable[[object], str] = repr) -> set[str]:
+    # The value as it reads between the quotes of a repr, in both quote styles: repr picks the style from the whole
+    # string the secret is part of (single quotes, an inner ' escaped, unless that string has a ' and no ").
+    single = show('"' + value)[2:-1] if isinstance(value, str) else show(b'"' + value)[3:-1]
+    return {single, single.replace("\\'", "'")}
+
+
+def secret_forms(value: str) -> set[str]:
+    """Every form ``value`` takes when it is echoed: raw; between the quotes of a ``repr()`` or ``ascii()`` (either
+    quote style; escapes such as ``\\n`` and doubled backslashes); of the repr of its UTF-8 bytes (how hpack logs a
+    header); of ``json.dumps`` (``\\"``, ``\\u00e9``); percent-encoded as a ``grpc-message`` travels on the wire
+    (and fully percent-encoded, upper- and lower-case); and through the ``unicode_escape`` codec."""
+    if not value:
+        return set()
+    encoded = value.encode("utf-8", "surrogatepass")
+    forms = {value, value.encode("unicode_escape").decode("ascii")}
+    forms |= _quoted_inner(value) | _quoted_inner(value, ascii) | _quoted_inner(encoded)
+    forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    # gRPC's percent-encoding (grpc-go's encodeGrpcMessage, grpclib's encode_grpc_message): bytes outside
+    # 0x20-0x7E and '%' become %XX.
+    grpc = "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in encoded)
+    every = "".join(f"%{b:02X}" for b in encoded)
+    forms |= {grpc, every, every.lower()}
+    forms |= {urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value, safe="")}
+    # A form made only of the marker's characters would be found again in every replacement.
+    return {form for form in forms if form.strip(REDACTED[0])}
+
+
 def scrub(text: str, values: Iterable[str]) -> str:
-    """``text`` with every occurrence of a secret value replaced by ``'***'`` (longest values first)."""
-    for value in sorted({v for v in values if v}, key=len, reverse=True):
-        text = text.replace(value, REDACTED)
+    """``text`` with every form of every secret value (see :func:`secret_forms`) replaced by ``'***'``, longest
+    first, until none is left (a replacement can complete another occurrence)."""
+    forms = sorted({form for value in values for form in secret_forms(value)}, key=len, reverse=True)
+    changed = True
+    while changed:
+        changed = False
+        for form in forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+                changed = True
     return text
 
 

@@ -24,6 +24,7 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from plugin_host._text import truncated
 from plugin_host.csi._dispense import CsiClients
 from plugin_host.csi._health import CsiCapabilities, CsiPluginHealth
 from plugin_host.csi._health_subscribers import CsiHealthChanges, HealthHub
@@ -59,7 +60,7 @@ class _Instance:
 
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        raise ConfigError(f"{name} must be a positive number of seconds, got {truncated(value)}")
     return float(value)
 
 

@@ -65,7 +65,10 @@ def _handler(rpc: Rpc, impl: _Impl) -> Handler:
         logger.debug("CSI %s request: %r", rpc.name, request)
         try:
             reply = await impl(request)
-        except GRPCError:
+        except GRPCError as exc:
+            # A status the plugin chose may quote the request's credentials too: they must not go on the wire, where
+            # the host (and hpack's DEBUG log) would see them.
+            scrub_exception(exc, secret_values(request))
             raise
         except Exception as exc:
             # The exception may quote the request's credentials: hide them before it is logged or sent back.

@@ -28,6 +28,7 @@ from grpclib.client import Channel
 from plugin_host._backoff import Backoff
 from plugin_host._grpc_client import unary_call
 from plugin_host._proto import pluginregistration as wire
+from plugin_host._text import truncated
 from plugin_host.csi._dirwatch import DirectoryChanges, SocketId, scan_sockets
 from plugin_host.csi._registration import (
     Accepted,
@@ -84,7 +85,7 @@ class PluginWatcher:
         logger: logging.Logger | None = None,
     ) -> None:
         if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
-            raise ConfigError(f"plugins_registry dir must be a non-empty path, got {directory!r}")
+            raise ConfigError(f"plugins_registry dir must be a non-empty path, got {truncated(directory)}")
         if not isinstance(registry, Registry):
             raise ConfigError(f"registry must be a Registry, got {type(registry).__name__}")
         for key, value in (
@@ -94,9 +95,11 @@ class PluginWatcher:
             ("retry_max", retry_max),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
+                raise ConfigError(f"{key} must be a positive number of seconds, got {truncated(value)}")
         if retry_max < retry_initial:
-            raise ConfigError(f"retry_max ({retry_max!r}) must be at least retry_initial ({retry_initial!r})")
+            raise ConfigError(
+                f"retry_max ({truncated(retry_max)}) must be at least retry_initial ({truncated(retry_initial)})"
+            )
         self._dir = Path(directory).absolute()
         self._registry = registry
         self._scan_interval = float(scan_interval)
@@ -273,7 +276,7 @@ class PluginWatcher:
         )
         if previous is not None and previous.name != info.name:
             entry.registered = None
-            await self._deregister(previous, f"the registration socket now announces {info.name!r}")
+            await self._deregister(previous, f"the registration socket now announces {truncated(info.name)}")
         # Recorded before registering, so a removal racing with the registration still deregisters it.
         entry.registered, entry.version_key = info, accepted.version_key
         try:
@@ -281,7 +284,7 @@ class PluginWatcher:
         except PluginHostError as exc:
             entry.registered = None
             self._logger.warning("registering CSI plugin %r from %s failed: %s", info.name, path, exc)
-            await self._notify(path, False, f"registering plugin {info.name!r} failed: {exc}")
+            await self._notify(path, False, f"registering plugin {truncated(info.name)} failed: {exc}")
             return
         self._logger.info(
             "registered CSI plugin %r version %s (endpoint %s) through %s",
@@ -299,9 +302,9 @@ class PluginWatcher:
                 continue
             if other.version_key >= accepted.version_key:
                 raise RegistrationRejected(
-                    f"plugin name {accepted.name!r} is already registered through {other_path!r} with version"
-                    f" {other.registered.version!r}; a second registration needs a higher CSI version, got"
-                    f" {accepted.version!r}"
+                    f"plugin name {truncated(accepted.name)} is already registered through {other_path!r} with version"
+                    f" {truncated(other.registered.version)}; a second registration needs a higher CSI version, got"
+                    f" {truncated(accepted.version)}"
                 )
 
     async def _notify(self, path: str, registered: bool, error: str) -> None:

@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from plugin_host._backoff import Backoff
+from plugin_host._text import truncated
 from plugin_host.device._manager_models import PluginSnapshot, PluginState
 from plugin_host.device.api import DeviceGroup, DeviceGroupStats, DevicePlugin
 
@@ -43,12 +44,12 @@ def _check_groups(groups: Iterable[DeviceGroup]) -> str | None:
     seen: set[str] = set()
     for group in groups:
         if group.id in seen:
-            return f"device group {group.id!r} appears twice"
+            return f"device group {truncated(group.id)} appears twice"
         seen.add(group.id)
         ids = [device.id for device in group.devices]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            return f"device group {group.id!r} lists device ids {duplicates} more than once"
+            return f"device group {truncated(group.id)} lists device ids {duplicates} more than once"
     return None
 
 
@@ -205,7 +206,7 @@ class PluginRunner:
         self.state = PluginState.RESTARTING
         self.last_error = reason
         self.retry_delay = delay
-        description = f"device plugin {self.name!r} is restarting: {reason}"
+        description = f"device plugin {truncated(self.name)} is restarting: {reason}"
         self.groups = tuple(
             group.model_copy(
                 update={

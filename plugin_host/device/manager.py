@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from plugin_host._backoff import check_backoff
+from plugin_host._text import truncated
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE
 from plugin_host.device._manager_instance import PluginRunner, RunnerSettings
 from plugin_host.device._manager_models import DeviceManagerSnapshot, PluginChange, PluginState
@@ -67,12 +68,16 @@ class DeviceManager:
         logger: logging.Logger | None = None,
     ) -> None:
         if stats_interval is not None and not stats_interval > 0:
-            raise ConfigError(f"stats_interval must be a positive number of seconds or None, got {stats_interval!r}")
+            raise ConfigError(
+                f"stats_interval must be a positive number of seconds or None, got {truncated(stats_interval)}"
+            )
         check_backoff(backoff_initial, backoff_max)
         if not backoff_reset_after > 0:
-            raise ConfigError(f"backoff_reset_after must be a positive number of seconds, got {backoff_reset_after!r}")
+            raise ConfigError(
+                f"backoff_reset_after must be a positive number of seconds, got {truncated(backoff_reset_after)}"
+            )
         if not close_timeout > 0:
-            raise ConfigError(f"close_timeout must be a positive number of seconds, got {close_timeout!r}")
+            raise ConfigError(f"close_timeout must be a positive number of seconds, got {truncated(close_timeout)}")
         self._registry = registry
         self._settings = RunnerSettings(
             stats_interval=stats_interval,
@@ -136,21 +141,23 @@ class DeviceManager:
         """
         self._check_running()
         if not isinstance(name, str) or not name:
-            raise InvalidPluginError(f"device plugin name must be a non-empty string, got {name!r}")
+            raise InvalidPluginError(f"device plugin name must be a non-empty string, got {truncated(name)}")
         if name in self._runners or name in self._busy:
-            raise InvalidPluginError(f"a device plugin named {name!r} is already managed; remove it first")
+            raise InvalidPluginError(f"a device plugin named {truncated(name)} is already managed; remove it first")
         if not isinstance(plugin, DevicePlugin):
             raise InvalidPluginError(
-                f"device plugin {name!r} must implement the DevicePlugin protocol, got {type(plugin).__name__}"
+                f"device plugin {truncated(name)} must implement the DevicePlugin protocol, got {type(plugin).__name__}"
             )
         self._busy.add(name)
         try:
             try:
                 info = await plugin.plugin_info()
             except Exception as exc:
-                raise DeviceError(f"plugin_info() of device plugin {name!r} failed: {exc}") from exc
+                raise DeviceError(f"plugin_info() of device plugin {truncated(name)} failed: {exc}") from exc
             if info.type != PLUGIN_TYPE_DEVICE:
-                raise InvalidPluginError(f"plugin {name!r} reports type {info.type!r}; expected {PLUGIN_TYPE_DEVICE!r}")
+                raise InvalidPluginError(
+                    f"plugin {truncated(name)} reports type {truncated(info.type)}; expected {PLUGIN_TYPE_DEVICE!r}"
+                )
             tg = self._check_running()
             runner = PluginRunner(
                 name,
@@ -181,10 +188,12 @@ class DeviceManager:
         Raises :class:`PluginNotFoundError` naming the known plugins when none is called ``name``.
         """
         if name in self._busy:
-            raise DeviceError(f"device plugin {name!r} is being added or removed right now; try again afterwards")
+            raise DeviceError(
+                f"device plugin {truncated(name)} is being added or removed right now; try again afterwards"
+            )
         if name not in self._runners:
             known = sorted(self._runners)
-            raise PluginNotFoundError(f"no device plugin named {name!r} is managed; known plugins: {known}")
+            raise PluginNotFoundError(f"no device plugin named {truncated(name)} is managed; known plugins: {known}")
         self._busy.add(name)
         try:
             # Bounded: each of the plugin's streams gets at most close_timeout to close.
@@ -282,12 +291,16 @@ class DeviceManager:
         ids are not in it, when its plugin is restarting, or when the plugin refuses or fails the reservation.
         """
         if isinstance(device_ids, str):
-            raise InvalidPluginError(f"device_ids must be a sequence of device ids, got the string {device_ids!r}")
+            raise InvalidPluginError(
+                f"device_ids must be a sequence of device ids, got the string {truncated(device_ids)}"
+            )
         wanted = list(device_ids)
         owners = [runner for name in sorted(self._runners) if (runner := self._runners[name]).group(group_id)]
         if not owners:
             known = sorted({group.id for runner in self._runners.values() for group in runner.groups})
-            raise PluginNotFoundError(f"no device plugin provides device group {group_id!r}; known groups: {known}")
+            raise PluginNotFoundError(
+                f"no device plugin provides device group {truncated(group_id)}; known groups: {known}"
+            )
         missing: list[str] = wanted
         for runner in owners:
             group = runner.group(group_id)
@@ -298,14 +311,18 @@ class DeviceManager:
                 break
         else:
             known_ids = sorted({d.id for r in owners if (g := r.group(group_id)) for d in g.devices})
-            raise DeviceError(f"device group {group_id!r} has no device {missing}; its devices are {known_ids}")
+            raise DeviceError(
+                f"device group {truncated(group_id)} has no device {missing}; its devices are {known_ids}"
+            )
         if runner.state is not PluginState.RUNNING:
             raise DeviceError(
-                f"device plugin {runner.name!r} providing group {group_id!r} is {runner.state}: {runner.last_error}"
+                f"device plugin {truncated(runner.name)} providing group {truncated(group_id)} is "
+                f"{runner.state}: {runner.last_error}"
             )
         try:
             return await runner.plugin.reserve(wanted)
         except Exception as exc:
             raise DeviceError(
-                f"device plugin {runner.name!r} could not reserve {wanted} of group {group_id!r}: {exc}"
+                f"device plugin {truncated(runner.name)} could not reserve {wanted} of group "
+                f"{truncated(group_id)}: {exc}"
             ) from exc

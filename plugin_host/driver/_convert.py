@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
+from plugin_host._text import truncated
 from plugin_host.base._convert import attributes_from_wire, attributes_to_wire, on_wire
 from plugin_host.config.validation import without_nulls
 from plugin_host.driver.api import (
@@ -127,7 +128,9 @@ def _enum_from_wire(table: Mapping[int, Any], value: Any, what: str) -> Any:
     try:
         return table[int(value)]
     except (KeyError, TypeError, ValueError):
-        raise PluginProtocolError(f"{what}: unknown value {value!r}, expected one of {sorted(table)}") from None
+        raise PluginProtocolError(
+            f"{what}: unknown value {truncated(value)}, expected one of {sorted(table)}"
+        ) from None
 
 
 # --- time -------------------------------------------------------------------------------------------------------
@@ -532,7 +535,7 @@ def driver_network_to_wire(network: DriverNetwork) -> Any:
     """``DriverNetwork`` → wire ``NetworkOverride``; ports beyond int32 are a protocol error, as in Nomad."""
     for label, port in network.port_map.items():
         if not -(2**31) <= port < 2**31:
-            raise PluginProtocolError(f"DriverNetwork.port_map[{label!r}] = {port} is out of the int32 range")
+            raise PluginProtocolError(f"DriverNetwork.port_map[{truncated(label)}] = {port} is out of the int32 range")
     return wire.NetworkOverride(port_map=dict(network.port_map), addr=network.ip, auto_advertise=network.auto_advertise)
 
 

@@ -298,7 +298,8 @@ class TaskConfig(BaseModel):
     task's own directory is ``<alloc_dir>/<name>``.
     """
 
-    model_config = _FROZEN
+    # pydantic's error text prints input_value=...: an env or driver config value must not reach it.
+    model_config = ConfigDict(**_FROZEN, hide_input_in_errors=True)
 
     id: str
     name: str

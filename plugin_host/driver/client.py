@@ -36,6 +36,7 @@ from plugin_host._grpc_status import StatusDetailsCodec
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
+from plugin_host._text import truncated
 from plugin_host.base import _convert as base_convert
 from plugin_host.base.api import PluginInfoResponse
 from plugin_host.base.hclspec import Spec
@@ -122,7 +123,7 @@ class DriverPluginClient:
     def _status_error(self, rpc: str, task_id: str | None = None) -> Callable[[GRPCError], PluginHostError]:
         def translate(exc: GRPCError) -> PluginHostError:
             text = status_text(exc)
-            what = f"{rpc} on {self._where}" + (f" for task {task_id!r}" if task_id is not None else "")
+            what = f"{rpc} on {self._where}" + (f" for task {truncated(task_id)}" if task_id is not None else "")
             recoverable = _recoverable(exc)
             if recoverable:
                 # Nomad's client looks at the detail before anything else: a recoverable error is retried.
@@ -277,11 +278,13 @@ class DriverPluginClient:
             # Drivers from before errors travelled as statuses report failures in the reply.
             recoverable = reply.result == wire.StartTaskResponseResult.RETRY
             raise DriverError(
-                f"StartTask on {self._where} for task {config.id!r} failed: {reply.driver_error_msg}",
+                f"StartTask on {self._where} for task {truncated(config.id)} failed: {reply.driver_error_msg}",
                 recoverable=recoverable,
             )
         if not base_convert.on_wire(reply.handle):
-            raise PluginProtocolError(f"StartTask on {self._where} for task {config.id!r}: no handle in the reply")
+            raise PluginProtocolError(
+                f"StartTask on {self._where} for task {truncated(config.id)}: no handle in the reply"
+            )
         return convert.start_response_from_wire(reply)
 
     async def wait_task(self, task_id: str) -> ExitResult:

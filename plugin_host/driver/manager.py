@@ -42,6 +42,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
+from plugin_host._text import truncated
 from plugin_host.driver import _convert as convert
 from plugin_host.driver.api import (
     DriverFingerprint,
@@ -116,7 +117,7 @@ class DriverManager:
         configured_drivers: Iterable[str] | None = None,
     ) -> None:
         if isinstance(event_buffer, bool) or not isinstance(event_buffer, int) or event_buffer < 1:
-            raise ConfigError(f"event_buffer must be a positive integer, got {event_buffer!r}")
+            raise ConfigError(f"event_buffer must be a positive integer, got {truncated(event_buffer)}")
         self._configured = _driver_names(configured_drivers)
         if state is None:
             from plugin_host.state.memory import MemoryStateStore
@@ -185,9 +186,9 @@ class DriverManager:
         """Manage ``driver`` under ``name`` and recover its stored tasks (see the module docstring)."""
         tg = self._require_running()
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"driver name must be a non-empty string, got {name!r}")
+            raise ConfigError(f"driver name must be a non-empty string, got {truncated(name)}")
         if name in self._drivers:
-            raise ConfigError(f"a driver named {name!r} is already managed; remove it first")
+            raise ConfigError(f"a driver named {truncated(name)} is already managed; remove it first")
         scope = anyio.CancelScope()
         entry = self._drivers[name] = _Driver(driver, scope)
         tg.start_soon(self._pump_events, name, driver, scope, name=f"driver {name} events")
@@ -198,7 +199,7 @@ class DriverManager:
         """Stop managing ``name``; its tasks keep running and their handles stay stored (a re-add recovers them)."""
         entry = self._drivers.pop(name, None)
         if entry is None:
-            raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}")
+            raise PluginNotFoundError(f"no driver named {truncated(name)}; managed: {sorted(self._drivers)}")
         entry.scope.cancel()
         entry.fingerprint_scope.cancel()
         for task_id in [t for t, d in self._tasks.items() if d == name]:
@@ -215,7 +216,7 @@ class DriverManager:
         try:
             return self._drivers[name].plugin
         except KeyError:
-            raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}") from None
+            raise PluginNotFoundError(f"no driver named {truncated(name)}; managed: {sorted(self._drivers)}") from None
 
     def fingerprint(self, name: str) -> DriverFingerprint | None:
         """The latest message of the driver's fingerprint stream (None before the first); after the stream failed, a
@@ -223,7 +224,7 @@ class DriverManager:
         try:
             return self._drivers[name].fingerprint
         except KeyError:
-            raise PluginNotFoundError(f"no driver named {name!r}; managed: {sorted(self._drivers)}") from None
+            raise PluginNotFoundError(f"no driver named {truncated(name)}; managed: {sorted(self._drivers)}") from None
 
     def tasks(self) -> dict[str, str]:
         """Task id → driver name of every task a managed driver tracks (started or recovered)."""
@@ -270,13 +271,13 @@ class DriverManager:
 
     def _driver_of(self, task_id: str) -> DriverPlugin:
         if not isinstance(task_id, str) or not task_id:
-            raise TaskNotFoundError(f"task id must be a non-empty string, got {task_id!r}")
+            raise TaskNotFoundError(f"task id must be a non-empty string, got {truncated(task_id)}")
         name = self._tasks.get(task_id)
         if name is None:
             if task_id in self._unrecovered:
                 driver, why = self._unrecovered[task_id]
-                raise DriverError(f"task {task_id!r} of driver {driver!r} was not recovered: {why}")
-            raise TaskNotFoundError(f"task not found for given id {task_id!r}: no managed driver tracks it")
+                raise DriverError(f"task {truncated(task_id)} of driver {truncated(driver)} was not recovered: {why}")
+            raise TaskNotFoundError(f"task not found for given id {truncated(task_id)}: no managed driver tracks it")
         return self._drivers[name].plugin
 
     async def start_task(self, driver: str, config: TaskConfig) -> tuple[TaskHandle, DriverNetwork | None]:
@@ -286,10 +287,10 @@ class DriverManager:
         if not isinstance(config, TaskConfig):
             raise TaskConfigError(f"start_task needs a TaskConfig, got {type(config).__name__}")
         if not config.id:
-            raise TaskConfigError(f"task config of task {config.name!r}: id must not be empty")
+            raise TaskConfigError(f"task config of task {truncated(config.name)}: id must not be empty")
         if config.id in self._tasks or config.id in self._unrecovered:
             owner = self._tasks.get(config.id) or self._unrecovered[config.id][0]
-            raise TaskExistsError(f"a task with id {config.id!r} already exists (driver {owner!r})")
+            raise TaskExistsError(f"a task with id {truncated(config.id)} already exists (driver {truncated(owner)})")
         handle, network = await plugin.start_task(config)
         record = TaskHandleRecord(
             task_id=config.id,
@@ -318,7 +319,7 @@ class DriverManager:
     async def stop_task(self, task_id: str, timeout: float = 5.0, signal: str = "") -> None:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
         """Signal the task, then kill it after ``timeout`` seconds."""
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise DriverError(f"stop_task timeout must be a non-negative number of seconds, got {timeout!r}")
+            raise DriverError(f"stop_task timeout must be a non-negative number of seconds, got {truncated(timeout)}")
         await self._driver_of(task_id).stop_task(task_id, float(timeout), signal)
 
     async def destroy_task(self, task_id: str, force: bool = False) -> None:
@@ -358,7 +359,7 @@ class DriverManager:
     def task_stats(self, task_id: str, interval: float) -> AsyncIterator[TaskResourceUsage]:
         """The driver's stats stream for the task (an async iterator; leave the loop to stop it)."""
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise DriverError(f"task_stats interval must be a positive number of seconds, got {interval!r}")
+            raise DriverError(f"task_stats interval must be a positive number of seconds, got {truncated(interval)}")
         return self._driver_of(task_id).task_stats(task_id, float(interval))
 
     # --- events ---------------------------------------------------------------------------------------------------
@@ -441,7 +442,7 @@ def _driver_names(names: Iterable[str] | None) -> frozenset[str] | None:
     if names is None:
         return None
     if isinstance(names, str | bytes) or not isinstance(names, Iterable):
-        raise ConfigError(f"configured_drivers must be an iterable of driver names, got {names!r}")
+        raise ConfigError(f"configured_drivers must be an iterable of driver names, got {truncated(names)}")
     listed = list(names)
     bad = [repr(n) for n in listed if not isinstance(n, str) or not n]
     if bad:

@@ -31,6 +31,7 @@ from grpclib.server import Stream
 from plugin_host._grpc_server import Servable, UnixSocketServer, aclose_responses, recv_request
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
+from plugin_host._text import truncated
 from plugin_host.base import _convert as base_convert
 from plugin_host.base._service import BasePluginService
 from plugin_host.driver import _convert as convert
@@ -74,7 +75,7 @@ def _driver_errors(rpc: str, task_id: str | None = None) -> Iterator[None]:
         status = _status_of(exc)
         text = str(exc) or type(exc).__name__
         if status is Status.NOT_FOUND and TASK_NOT_FOUND_MESSAGE not in text:
-            text = f"{TASK_NOT_FOUND_MESSAGE}: {task_id!r} ({text})"
+            text = f"{TASK_NOT_FOUND_MESSAGE}: {truncated(task_id)} ({text})"
         details = None
         if status is Status.FAILED_PRECONDITION:
             # How Nomad's agent learns it may retry: the RecoverableError detail, as its Go server attaches it.

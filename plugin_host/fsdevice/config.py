@@ -10,6 +10,7 @@ from typing import Annotated, Any, Self
 import msgpack
 from pydantic import AfterValidator, ValidationInfo
 
+from plugin_host._text import truncated
 from plugin_host.base import hclspec
 from plugin_host.config.durations import PositiveDuration
 from plugin_host.config.hcl import load_hcl_file, single_block
@@ -25,7 +26,8 @@ _PERM_RE = re.compile(r"[-dlcbps?][r-][w-][xsS-][r-][w-][xsS-][r-][w-][xtT-]")
 def _check_perm(value: str, info: ValidationInfo) -> str:
     if not _PERM_RE.fullmatch(value):
         raise ConfigError(
-            f"{info.field_name}: {value!r} is not a permission string as `ls -l` prints it; expected 10 characters"
+            f"{info.field_name}: {truncated(value)} is not a permission string as `ls -l` prints it; expected "
+            f"10 characters"
             ' such as "-rwxrwxrwx" or "-rw-r--r--"'
         )
     return value
@@ -57,7 +59,7 @@ class FsDeviceConfig(ConfigModel):
         data = load_hcl_file(path)
         unknown = sorted(set(data) - {"config"})
         if unknown:
-            raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; allowed: config")
+            raise ConfigError(f"{source}: unknown top-level key {truncated(unknown[0])}; allowed: config")
         body = single_block(data, "config", source=source)
         return cls.from_mapping(body or {}, source=source)
 

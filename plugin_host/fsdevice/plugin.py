@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from plugin_host._text import truncated
 from plugin_host._version import __version__
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
@@ -74,13 +75,13 @@ def _settings_for(config: FsDeviceConfig) -> _Settings:
         )
         return _Settings(config, directory)
     except NotADirectoryError as exc:
-        raise ConfigError(f"fs-device config: dir {config.dir!r} is not a directory: {exc.strerror}") from exc
+        raise ConfigError(f"fs-device config: dir {truncated(config.dir)} is not a directory: {exc.strerror}") from exc
     except OSError:
         # Unreadable now may be readable later; fingerprint reports it.
         return _Settings(config, directory)
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(
-            f"fs-device config: dir {config.dir!r} exists but is a {stat.filemode(st.st_mode)[0]!r} file,"
+            f"fs-device config: dir {truncated(config.dir)} exists but is a {stat.filemode(st.st_mode)[0]!r} file,"
             " not a directory; expected the directory whose files are the devices"
         )
     return _Settings(config, directory)
@@ -268,7 +269,9 @@ class FsDevice:
             or not math.isfinite(interval)
             or interval <= 0
         ):
-            raise DeviceError(f"fs-device: stats interval must be a positive number of seconds; got {interval!r}")
+            raise DeviceError(
+                f"fs-device: stats interval must be a positive number of seconds; got {truncated(interval)}"
+            )
         settings = self._require_settings()
         logger.debug("fs-device: stats stream started")
         try:

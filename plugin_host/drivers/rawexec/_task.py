@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import msgpack
 
+from plugin_host._text import truncated
 from plugin_host.driver.api import ExitResult, TaskConfig, TaskState, TaskStatus
 from plugin_host.errors import DriverError
 from plugin_host.goplugin._launch_os import exit_code, open_pidfd, pidfd_exited, process_start_time, wait_pidfd
@@ -51,7 +52,8 @@ class ExecutorState:
             return cls(**{k: data[k] for k in _STATE_KEYS})
         except Exception as exc:
             raise DriverError(
-                f"raw-exec: driver state of task {task_id!r} ({len(payload)} bytes) is not a raw-exec state map"
+                f"raw-exec: driver state of task {truncated(task_id)} ({len(payload)} bytes) is not a raw-exec "
+                f"state map"
                 f" with keys {', '.join(_STATE_KEYS)}: {exc}"
             ) from exc
 
@@ -101,7 +103,8 @@ class RawExecTask:
             self._result = ExitResult(exit_code=int(self._record["exit_code"]), signal=int(self._record["signal"]))
         else:
             self._result = ExitResult(
-                exit_code=-1, err=f"raw-exec executor of task {self.config.id!r} died without recording the exit"
+                exit_code=-1,
+                err=f"raw-exec executor of task {truncated(self.config.id)} died without recording the exit",
             )
         pidfd, self._pidfd = self._pidfd, None
         if pidfd is not None:
@@ -140,7 +143,7 @@ class RawExecTask:
             with anyio.move_on_after(10):
                 await self.wait()
         if self.running:
-            raise DriverError(f"raw-exec: task {self.config.id!r} did not exit after SIGKILL")
+            raise DriverError(f"raw-exec: task {truncated(self.config.id)} did not exit after SIGKILL")
 
     def status(self) -> TaskStatus:
         """What ``inspect_task`` reports."""

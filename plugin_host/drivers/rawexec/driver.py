@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from plugin_host._text import shape, truncated
 from plugin_host._version import __version__
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
@@ -145,18 +146,25 @@ class RawExecDriver:
         if not config.id:
             problems.append("id: must not be empty")
         elif config.id in self._tasks:
-            raise TaskExistsError(f"raw-exec: a task with id {config.id!r} already exists")
+            raise TaskExistsError(f"raw-exec: a task with id {truncated(config.id)} already exists")
         command = config.driver_config.get("command")
         if not isinstance(command, str) or not command:
-            problems.append(f"config.command: expected a non-empty string, got {command!r}")
+            problems.append(f"config.command: expected a non-empty string, got {truncated(command)}")
         args = config.driver_config.get("args", [])
-        if not isinstance(args, list | tuple) or not all(isinstance(a, str) for a in args):
-            problems.append(f"config.args: expected a list of strings, got {args!r}")
+        # Arguments routinely carry tokens and passwords (--password=...): their values are never echoed.
+        if not isinstance(args, list | tuple):
+            problems.append(f"config.args: expected a list of strings, got {shape(args)} (value not shown)")
+        else:
+            bad = [f"[{index}] is {shape(arg)}" for index, arg in enumerate(args) if not isinstance(arg, str)]
+            if bad:
+                problems.append(f"config.args: expected a list of strings; {', '.join(bad[:5])} (values not shown)")
         unknown = sorted(set(config.driver_config) - {"command", "args"})
         if unknown:
-            problems.append(f"config: unknown keys {unknown}; allowed: args, command")
+            problems.append(f"config: unknown keys {truncated(unknown)}; allowed: args, command")
         if config.user and config.user != _current_user():
-            problems.append(f"user: {config.user!r} differs from the host's user {_current_user()!r}; raw-exec cannot")
+            problems.append(
+                f"user: {truncated(config.user)} differs from the host's user {_current_user()!r}; raw-exec cannot"
+            )
         workdir = os.getcwd()
         if config.alloc_dir:
             task_dir = Path(config.alloc_dir) / config.name
@@ -165,9 +173,9 @@ class RawExecDriver:
             elif Path(config.alloc_dir).is_dir():
                 workdir = config.alloc_dir
             else:
-                problems.append(f"alloc_dir: {config.alloc_dir!r} is not a directory")
+                problems.append(f"alloc_dir: {truncated(config.alloc_dir)} is not a directory")
         if problems:
-            raise TaskConfigError(f"raw-exec: invalid task {config.id!r}: " + "; ".join(problems))
+            raise TaskConfigError(f"raw-exec: invalid task {truncated(config.id)}: " + "; ".join(problems))
         return str(command), [str(a) for a in args], workdir
 
     async def _spawn(
@@ -207,14 +215,14 @@ class RawExecDriver:
             return ExecutorState(pid, executor_start, int(parts[1]), int(parts[2]), os.fspath(status_file))
         with anyio.move_on_after(5):
             await _executor_exit(pid)
-        reason = line[len("error ") :] if line.startswith("error ") else f"the executor said {line!r}"
-        raise DriverError(f"raw-exec: cannot run command {command!r} of task {config.id!r}: {reason}")
+        reason = line[len("error ") :] if line.startswith("error ") else f"the executor said {truncated(line)}"
+        raise DriverError(f"raw-exec: cannot run command {truncated(command)} of task {truncated(config.id)}: {reason}")
 
     def _task(self, task_id: str) -> RawExecTask:
         try:
             return self._tasks[task_id]
         except KeyError:
-            raise TaskNotFoundError(f"raw-exec: task not found for given id {task_id!r}") from None
+            raise TaskNotFoundError(f"raw-exec: task not found for given id {truncated(task_id)}") from None
 
     async def wait_task(self, task_id: str) -> ExitResult:
         """The task's exit; at once when it already exited."""
@@ -235,7 +243,9 @@ class RawExecDriver:
         task = self._task(task_id)
         if task.running:
             if not force:
-                raise DriverError(f"raw-exec: task {task_id!r} is still running; stop it first or pass force=True")
+                raise DriverError(
+                    f"raw-exec: task {truncated(task_id)} is still running; stop it first or pass force=True"
+                )
             await task.stop(0.0, signal.SIGKILL)
         self._tasks.pop(task_id, None)
         task.close()
@@ -252,13 +262,14 @@ class RawExecDriver:
             return
         if handle.version != DRIVER_STATE_VERSION:
             raise DriverError(
-                f"raw-exec: handle of task {task_id!r} has version {handle.version}; expected {DRIVER_STATE_VERSION}"
+                f"raw-exec: handle of task {truncated(task_id)} has version {handle.version}; expected "
+                f"{DRIVER_STATE_VERSION}"
             )
         state = ExecutorState.decode(handle.driver_state, task_id)
         task = attach(handle.config, state)
         if not task.running and not task.recorded:
             raise TaskNotFoundError(
-                f"raw-exec: task not found for given id {task_id!r}: executor {state.executor_pid} is gone and"
+                f"raw-exec: task not found for given id {truncated(task_id)}: executor {state.executor_pid} is gone and"
                 f" {state.status_file} holds no record of it"
             )
         self._tasks[task_id] = task
@@ -306,7 +317,7 @@ class RawExecDriver:
         """Send a named signal (``"SIGHUP"`` or ``"HUP"``) to the task."""
         task = self._task(task_id)
         if not task.signal(_signal_number(signal)):
-            raise DriverError(f"raw-exec: task {task_id!r} is not running; cannot send {signal}")
+            raise DriverError(f"raw-exec: task {truncated(task_id)} is not running; cannot send {signal}")
 
     async def exec_task(self, task_id: str, command: Sequence[str], timeout: float) -> ExecTaskResult:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
         """Not supported (the exec capability is off)."""
@@ -343,7 +354,9 @@ def _signal_number(name: str) -> int:
     try:
         return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
     except KeyError:
-        raise DriverError(f"raw-exec: unknown signal {name!r}; expected a name such as 'SIGTERM' or 'HUP'") from None
+        raise DriverError(
+            f"raw-exec: unknown signal {truncated(name)}; expected a name such as 'SIGTERM' or 'HUP'"
+        ) from None
 
 
 def _open_output(path: str, field: str) -> int:
@@ -352,7 +365,9 @@ def _open_output(path: str, field: str) -> int:
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
-        raise TaskConfigError(f"raw-exec: {field} {path!r} cannot be opened for writing: {exc.strerror}") from exc
+        raise TaskConfigError(
+            f"raw-exec: {field} {truncated(path)} cannot be opened for writing: {exc.strerror}"
+        ) from exc
 
 
 def _wait_start_time(pid: int) -> int:

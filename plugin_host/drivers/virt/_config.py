@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from pydantic import Field, SecretStr, field_validator
 
+from plugin_host._text import truncated
 from plugin_host.base import hclspec
 from plugin_host.config.validation import ConfigModel, decode_msgpack_config, msgpack_text
 from plugin_host.errors import ConfigError
@@ -64,7 +65,7 @@ class EmulatorConfig(ConfigModel):
     def _uri_not_empty(cls, value: str) -> str:
         if not value.strip():
             raise ConfigError(
-                f"virt config emulator.uri: {value!r} is empty; expected a libvirt URI such as {DEFAULT_URI!r}"
+                f"virt config emulator.uri: {truncated(value)} is empty; expected a libvirt URI such as {DEFAULT_URI!r}"
             )
         return value
 
@@ -157,7 +158,8 @@ class VirtTaskConfig(ConfigModel):
     """cloud-init user-data: a path to a file (absolute, or relative to the task directory), or inline content
     starting with ``#`` (``#cloud-config``, ``#!/bin/sh``, ...). Not in the repr: it often carries credentials."""
     timezone: str | None = None
-    cmds: tuple[str, ...] = ()
+    cmds: tuple[str, ...] = Field(default=(), repr=False)
+    """Commands cloud-init runs at first boot. Not in the repr nor echoed in errors: they often carry credentials."""
     default_user_authorized_ssh_key: str | None = None
     default_user_password: SecretStr | None = None
 
@@ -191,7 +193,7 @@ class VirtTaskConfig(ConfigModel):
     @classmethod
     def parse(cls, data: Mapping[str, Any] | bytes | Sequence[Any] | None, *, task_id: str) -> Self:
         """Decode a task's ``driver_config`` (a mapping, or msgpack bytes)."""
-        source = f"virt task config of task {task_id!r}"
+        source = f"virt task config of task {truncated(task_id)}"
         if isinstance(data, bytes | bytearray | memoryview):
             return cls.from_mapping(decode_msgpack_config(bytes(data), cls, source=source), source=source)
         if not isinstance(data, Mapping):

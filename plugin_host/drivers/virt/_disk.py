@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from plugin_host._text import truncated
 from plugin_host.errors import DriverError, TaskConfigError
 
 __all__ = ["ImageInfo", "check_image_files", "create_overlay", "image_info", "remove_files"]
@@ -90,16 +91,19 @@ async def check_image_files(image: str, info: ImageInfo, allowed: Sequence[str],
                 continue
             path = _local_file(reference, current)
             if path is None or not any(_is_under(path, root) for root in allowed):
-                shown = repr(path) if path is not None else f"{reference!r} (not a local file)"
+                shown = repr(path) if path is not None else f"{truncated(reference)} (not a local file)"
                 raise TaskConfigError(
-                    f"virt task {task_id!r}: image: {image!r} reads through the {kind} {shown} of {current!r},"
+                    f"virt task {truncated(task_id)}: image: {truncated(image)} reads through the {kind} "
+                    f"{shown} of {truncated(current)},"
                     f" which is outside the allowed image paths {list(allowed)}"
                 )
         if current_info.backing is None:
             return
         current = _local_file(current_info.backing, current) or current_info.backing
         current_info = await image_info(current)
-    raise TaskConfigError(f"virt task {task_id!r}: image: {image!r} has a backing chain deeper than {_MAX_CHAIN}")
+    raise TaskConfigError(
+        f"virt task {truncated(task_id)}: image: {truncated(image)} has a backing chain deeper than {_MAX_CHAIN}"
+    )
 
 
 async def create_overlay(base: str, base_info: ImageInfo, dest: str, size_mb: int | None) -> int:

@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from plugin_host._text import truncated
 from plugin_host.driver.api import TaskConfig
 from plugin_host.drivers.virt._config import NetworkInterfaceConfig, OsConfig, VirtConfig, VirtTaskConfig
 from plugin_host.errors import TaskConfigError
@@ -96,21 +97,21 @@ def _check_image(task: VirtTaskConfig, config: TaskConfig, plugin: VirtConfig, p
     elif task_dir is not None:
         joined = os.path.join(task_dir, given)
     else:
-        problems.append(f"image: {given!r} is relative and the task has no alloc_dir to resolve it against")
+        problems.append(f"image: {truncated(given)} is relative and the task has no alloc_dir to resolve it against")
         return ""
     resolved = os.path.realpath(joined)
     roots = allowed_roots(config, plugin)
     if not any(_is_under(resolved, root) for root in roots):
-        via = "" if resolved == os.path.normpath(joined) else f" (resolved from {joined!r})"
+        via = "" if resolved == os.path.normpath(joined) else f" (resolved from {truncated(joined)})"
         problems.append(
-            f"image: {resolved!r}{via} is outside the allowed image paths {roots}"
+            f"image: {truncated(resolved)}{via} is outside the allowed image paths {roots}"
             " (image_paths, data_dir and the task's alloc dir)"
         )
         return resolved
     if not os.path.isfile(resolved):
-        problems.append(f"image: {resolved!r} does not exist or is not a regular file")
+        problems.append(f"image: {truncated(resolved)} does not exist or is not a regular file")
     elif not os.access(resolved, os.R_OK):
-        problems.append(f"image: {resolved!r} is not readable")
+        problems.append(f"image: {truncated(resolved)} is not readable")
     return resolved
 
 
@@ -127,7 +128,7 @@ def _check_user_data(task: VirtTaskConfig, config: TaskConfig, problems: list[st
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        problems.append(f"user_data: file {path!r} cannot be read: {exc.strerror or exc}")
+        problems.append(f"user_data: file {truncated(path)} cannot be read: {exc.strerror or exc}")
         return None
 
 
@@ -155,10 +156,12 @@ def _cpus(config: TaskConfig, problems: list[str]) -> tuple[int, str]:
         try:
             count += (int(high) - int(low) + 1) if high else 1
         except ValueError:
-            problems.append(f"resources.cpuset_cpus: {cpuset!r} is not a CPU list such as '0-3,6'")
+            problems.append(f"resources.cpuset_cpus: {truncated(cpuset)} is not a CPU list such as '0-3,6'")
             return 0, ""
     if count < 1:
-        problems.append(f"cpus: no cores reserved (cpuset_cpus={cpuset!r}); use resources.cores in the job spec")
+        problems.append(
+            f"cpus: no cores reserved (cpuset_cpus={truncated(cpuset)}); use resources.cores in the job spec"
+        )
     return count, cpuset
 
 
@@ -168,7 +171,9 @@ def plan_task(task: VirtTaskConfig, config: TaskConfig, plugin: VirtConfig) -> T
     problems: list[str] = []
     name = domain_name_for(config.id)
     if not name:
-        problems.append(f"name: task id {config.id!r} gives an empty VM name; expected letters or digits in it")
+        problems.append(
+            f"name: task id {truncated(config.id)} gives an empty VM name; expected letters or digits in it"
+        )
     elif len(name) > _MAX_NAME:
         problems.append(f"name: VM name {name[:40]!r}... is {len(name)} characters; at most {_MAX_NAME}")
     image = _check_image(task, config, plugin, problems)
@@ -182,7 +187,7 @@ def plan_task(task: VirtTaskConfig, config: TaskConfig, plugin: VirtConfig) -> T
     hostname = task.hostname if task.hostname else _default_hostname(name)
     if task.hostname is not None and not _LABEL.fullmatch(task.hostname):
         problems.append(
-            f"hostname: {task.hostname!r} is not an RFC 1123 label; expected 1-63 letters, digits or '-',"
+            f"hostname: {truncated(task.hostname)} is not an RFC 1123 label; expected 1-63 letters, digits or '-',"
             " starting and ending with a letter or digit"
         )
     _check_interfaces(task.network_interface, problems)
@@ -191,7 +196,7 @@ def plan_task(task: VirtTaskConfig, config: TaskConfig, plugin: VirtConfig) -> T
     if problems:
         listing = "\n  - ".join(problems)
         noun = "problem" if len(problems) == 1 else "problems"
-        raise TaskConfigError(f"virt task {config.id!r}: {len(problems)} {noun}:\n  - {listing}")
+        raise TaskConfigError(f"virt task {truncated(config.id)}: {len(problems)} {noun}:\n  - {listing}")
     return TaskPlan(
         task_id=config.id,
         domain_name=name,

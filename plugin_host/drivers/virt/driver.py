@@ -21,6 +21,7 @@ import anyio.to_thread
 import libvirt
 from anyio.streams.memory import MemoryObjectSendStream
 
+from plugin_host._text import truncated
 from plugin_host._version import __version__
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
@@ -100,7 +101,9 @@ class VirtDriver:
         self, config: VirtConfig | Mapping[str, Any] | bytes | None = None, *, fingerprint_period: float = 30.0
     ) -> None:
         if not (fingerprint_period > 0 and math.isfinite(fingerprint_period)):
-            raise ConfigError(f"virt: fingerprint_period {fingerprint_period!r} must be a positive number of seconds")
+            raise ConfigError(
+                f"virt: fingerprint_period {truncated(fingerprint_period)} must be a positive number of seconds"
+            )
         self._config = VirtConfig.coerce(config)
         self._fingerprint_period = fingerprint_period
         self._conn = self._new_connection()
@@ -298,7 +301,7 @@ class VirtDriver:
     def _record(self, task_id: str) -> TaskRecord:
         record = self._tasks.get(task_id)
         if record is None:
-            raise TaskNotFoundError(f"virt: no task with id {task_id!r}")
+            raise TaskNotFoundError(f"virt: no task with id {truncated(task_id)}")
         return record
 
     def _paths(self, name: str) -> tuple[str, str, str]:
@@ -308,7 +311,9 @@ class VirtDriver:
     async def start_task(self, config: TaskConfig) -> tuple[TaskHandle, DriverNetwork | None]:
         """Validate the task completely, then create its disk, seed and domain and boot it."""
         if config.id in self._tasks or config.id in self._starting:
-            raise TaskExistsError(f"virt: task {config.id!r} already exists; destroy it before starting it again")
+            raise TaskExistsError(
+                f"virt: task {truncated(config.id)} already exists; destroy it before starting it again"
+            )
         try:
             task = VirtTaskConfig.parse(config.driver_config, task_id=config.id)
         except ConfigError as exc:
@@ -339,7 +344,7 @@ class VirtDriver:
                     raise
             else:
                 raise DriverError(
-                    f"virt: a libvirt domain named {name!r} already exists (task {config.id!r});"
+                    f"virt: a libvirt domain named {name!r} already exists (task {truncated(config.id)});"
                     " recover the task or destroy the domain first"
                 )
             return pick_domain_type(conn.getCapabilities(), arch, kvm=kvm_usable(self._config.emulator.uri))
@@ -391,7 +396,7 @@ class VirtDriver:
                 await anyio.to_thread.run_sync(remove_files, overlay, seed_path, console_path)
             if isinstance(exc, libvirt.libvirtError):
                 raise DriverError(
-                    f"virt: task {config.id!r}: libvirt cannot boot domain {name!r}: {exc.get_error_message()}"
+                    f"virt: task {truncated(config.id)}: libvirt cannot boot domain {name!r}: {exc.get_error_message()}"
                 ) from exc
             raise
         record.state = record.state.model_copy(update={"uuid": uuid})
@@ -477,7 +482,9 @@ class VirtDriver:
             await self._refresh(record)
         if record.exit_result is None:
             if not force:
-                raise DriverError(f"virt: task {task_id!r} is still running; stop it first or destroy with force=True")
+                raise DriverError(
+                    f"virt: task {truncated(task_id)} is still running; stop it first or destroy with force=True"
+                )
             await self._kill(record)
         name = record.state.domain
 
@@ -530,7 +537,7 @@ class VirtDriver:
         if found is None or (state.uuid and found[0] != state.uuid):
             del self._by_domain[state.domain]
             raise TaskNotFoundError(
-                f"virt: task {task_id!r}: libvirt domain {state.domain!r} ({state.uuid}) no longer exists"
+                f"virt: task {truncated(task_id)}: libvirt domain {state.domain!r} ({state.uuid}) no longer exists"
             )
         _, current, reason = found
         if current == libvirt.VIR_DOMAIN_SHUTOFF:
@@ -544,7 +551,7 @@ class VirtDriver:
         """Stream the VM's usage every ``interval`` seconds until it exits: memory in bytes, CPU in percent and
         MHz ticks, timestamps in Unix nanoseconds."""
         if not (interval > 0 and math.isfinite(interval)):
-            raise DriverError(f"virt: stats interval {interval!r} must be a positive number of seconds")
+            raise DriverError(f"virt: stats interval {truncated(interval)} must be a positive number of seconds")
         record = self._record(task_id)
         previous: Sample | None = None
         while record.exit_result is None:
@@ -553,7 +560,9 @@ class VirtDriver:
             except libvirt.libvirtError as exc:
                 if record.exit_result is not None or _no_domain(exc) or _not_running(exc):
                     return
-                raise DriverError(f"virt: task {task_id!r}: cannot read stats: {exc.get_error_message()}") from exc
+                raise DriverError(
+                    f"virt: task {truncated(task_id)}: cannot read stats: {exc.get_error_message()}"
+                ) from exc
             yield usage_between(previous, sample)
             previous = sample
             with anyio.move_on_after(interval):
@@ -562,9 +571,11 @@ class VirtDriver:
     async def signal_task(self, task_id: str, signal: str) -> None:
         """Not supported: VMs take no signals."""
         self._record(task_id)
-        raise DriverError(f"virt: the virt driver cannot send signals (task {task_id!r}, signal {signal!r})")
+        raise DriverError(
+            f"virt: the virt driver cannot send signals (task {truncated(task_id)}, signal {truncated(signal)})"
+        )
 
     async def exec_task(self, task_id: str, command: Sequence[str], timeout: float) -> ExecTaskResult:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
         """Not supported: the virt driver has no exec."""
         self._record(task_id)
-        raise DriverError(f"virt: the virt driver cannot exec in a task (task {task_id!r})")
+        raise DriverError(f"virt: the virt driver cannot exec in a task (task {truncated(task_id)})")
