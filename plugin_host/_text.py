@@ -7,9 +7,12 @@ secret is never shown at all: :func:`shape` names its type and size only.
 
 from __future__ import annotations
 
-__all__ = ["ELLIPSIS", "shape", "truncated"]
+__all__ = ["ECHO_LIMIT", "ELLIPSIS", "clipped", "shape", "truncated"]
 
 ELLIPSIS = "…"
+
+ECHO_LIMIT = 200
+"""Characters of a peer's value kept in a message (before the note saying how many were left out)."""
 
 
 def _safe_repr(value: object) -> str:
@@ -64,3 +67,13 @@ def shape(value: object) -> str:
     except TypeError:
         return f"{article} {name}"
     return f"{article} {name} of {size} item{'s' if size != 1 else ''}"
+
+
+def clipped(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` itself (no quotes added) when at most ``limit`` characters, else its start and how many were cut.
+
+    For messages that quote a value their own way (kubelet's Go-quoted texts); elsewhere use :func:`truncated`.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"

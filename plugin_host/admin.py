@@ -87,7 +87,8 @@ class PluginStatus(BaseModel):
     state: str
     """``starting``/``running``/``restarting`` for managed device plugins; ``healthy``/``unhealthy`` for supervised CSI
     plugins (``csi-controller``, ``csi-node``: the CsiManager's last probe, ``last_error`` saying why when unhealthy);
-    ``registered`` otherwise."""
+    ``registered`` otherwise; ``disconnected`` for a kubelet-hosted plugin whose ListAndWatch stream ended (it has
+    not registered again; ``last_error`` says why)."""
     version: str = ""
     socket_path: str | None = None
     alloc_id: str = ""

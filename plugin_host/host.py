@@ -340,6 +340,8 @@ class PluginHost:
             for p in snapshot.plugins
             if p.name not in seen
         )
+        if server is not None:
+            plugins = [_kubelet_connection_status(p, server) if p.kubelet_hosted else p for p in plugins]
         drivers = self.drivers
         return HostStatus(
             pid=os.getpid(),
@@ -464,6 +466,15 @@ def _csi_status(status: PluginStatus, health: CsiPluginHealth | None) -> PluginS
         return status
     state = "healthy" if health.healthy else "unhealthy"
     return status.model_copy(update={"state": state, "last_error": None if health.healthy else health.description})
+
+
+def _kubelet_connection_status(status: PluginStatus, server: KubeletRegistrationServer) -> PluginStatus:
+    """A kubelet-hosted plugin whose ListAndWatch stream ended is ``disconnected``, ``last_error`` saying why: the
+    device manager alone would show ``starting`` (no list ever came) or ``running`` with unhealthy devices."""
+    reason = server.disconnected(status.name)
+    if reason is None:
+        return status
+    return status.model_copy(update={"state": "disconnected", "last_error": reason})
 
 
 def _plugin_status(info: PluginInfo | None, managed: PluginSnapshot | None) -> PluginStatus:

@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from plugin_host._backoff import Backoff
 from plugin_host._text import truncated
+from plugin_host._offload import cpu_bound
 from plugin_host.device._manager_models import PluginSnapshot, PluginState
 from plugin_host.device.api import DeviceGroup, DeviceGroupStats, DevicePlugin
 
@@ -46,11 +47,32 @@ def _check_groups(groups: Iterable[DeviceGroup]) -> str | None:
         if group.id in seen:
             return f"device group {truncated(group.id)} appears twice"
         seen.add(group.id)
-        ids = [device.id for device in group.devices]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
+        # One pass with a set: a fingerprint may list 100,000 devices, and a count() per id is quadratic.
+        ids: set[str] = set()
+        repeated: set[str] = set()
+        for device in group.devices:
+            if device.id in ids:
+                repeated.add(device.id)
+            ids.add(device.id)
+        if repeated:
+            duplicates = sorted(repeated)
             return f"device group {truncated(group.id)} lists device ids {duplicates} more than once"
     return None
+
+
+def _all_unhealthy(groups: tuple[DeviceGroup, ...], description: str) -> tuple[DeviceGroup, ...]:
+    """``groups`` with every device unhealthy for ``description`` (pure: large ones run in a worker thread)."""
+    return tuple(
+        group.model_copy(
+            update={
+                "devices": tuple(
+                    device.model_copy(update={"healthy": False, "health_description": description})
+                    for device in group.devices
+                )
+            }
+        )
+        for group in groups
+    )
 
 
 class PluginRunner:
@@ -142,7 +164,10 @@ class PluginRunner:
                 backoff.reset()
             delay = backoff.next()
             self._logger.warning("device plugin %r failed (%s); restarting in %.3g s", self.name, reason, delay)
-            self._mark_restarting(reason, delay)
+            description = f"device plugin {truncated(self.name)} is restarting: {reason}"
+            count = sum(len(group.devices) for group in self.groups)
+            unhealthy = await cpu_bound(count, _all_unhealthy, self.groups, description)
+            self._mark_restarting(reason, delay, unhealthy)
             await self._settings.sleep(delay)
             self.restarts += 1
             self.retry_delay = None
@@ -202,22 +227,11 @@ class PluginRunner:
         }
         self._on_change(self)
 
-    def _mark_restarting(self, reason: str, delay: float) -> None:
+    def _mark_restarting(self, reason: str, delay: float, groups: tuple[DeviceGroup, ...]) -> None:
         self.state = PluginState.RESTARTING
         self.last_error = reason
         self.retry_delay = delay
-        description = f"device plugin {truncated(self.name)} is restarting: {reason}"
-        self.groups = tuple(
-            group.model_copy(
-                update={
-                    "devices": tuple(
-                        device.model_copy(update={"healthy": False, "health_description": description})
-                        for device in group.devices
-                    )
-                }
-            )
-            for group in self.groups
-        )
+        self.groups = groups
         self._on_change(self)
 
     # --- stats ----------------------------------------------------------------------------------------------------

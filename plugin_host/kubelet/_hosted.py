@@ -23,16 +23,18 @@ from grpclib.exceptions import GRPCError
 
 from plugin_host._grpc_client import status_text, unary_call
 from plugin_host._proto import v1beta1 as wire
+from plugin_host._text import clipped
 from plugin_host.base import hclspec
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PluginInfoResponse
-from plugin_host.device.api import ContainerReservation, DeviceGroup, FingerprintResponse, StatsResponse
+from plugin_host.device.api import ContainerReservation, Device, DeviceGroup, FingerprintResponse, StatsResponse
 from plugin_host.errors import ConfigError, DeviceError, PluginHostError, PluginProtocolError
 from plugin_host.kubelet import _hosted_convert as convert
 from plugin_host.kubelet._convert import DEVICE_PLUGIN_SERVICE
+from plugin_host.kubelet._list_decode import DecodedListAndWatchResponse
 from plugin_host.kubelet._register_checks import KUBELET_API_VERSION
 from plugin_host.kubelet._reply_decode import strict_reply
 
-__all__ = ["HostedResource", "KubeletDevicePluginClient", "PluginConnection"]
+__all__ = ["HostedResource", "KubeletDevicePluginClient", "ListUpdate", "PluginConnection", "prepare_update"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,26 @@ class PluginConnection:
         self.channel.close()
 
 
+@dataclass(frozen=True, slots=True)
+class ListUpdate:
+    """A ListAndWatch message made ready for :meth:`HostedResource.update`: its device group and repeated ids."""
+
+    group: DeviceGroup
+    repeated: list[str]
+
+
+def prepare_update(resource_name: str, data: bytes, previous: DeviceGroup | None) -> ListUpdate:
+    """Decode and convert one ListAndWatch message (pure, O(n): it may run in a worker thread).
+
+    Raises :class:`PluginProtocolError` for bytes that are not a ListAndWatchResponse. Devices unchanged from
+    ``previous`` are its very objects (see :func:`~plugin_host.kubelet._hosted_convert.devices_from_wire`).
+    """
+    listed = DecodedListAndWatchResponse.FromString(data).devices
+    devices = convert.devices_from_wire(listed, previous.devices if previous is not None else ())
+    repeated = convert.repeated_ids(listed) if len(devices) != len(listed) else []
+    return ListUpdate(convert.group_for(resource_name, devices), repeated)
+
+
 class HostedResource:
     """The devices and connection of one resource name; ``group`` is None until the first ListAndWatch message."""
 
@@ -72,6 +94,8 @@ class HostedResource:
         self.connection: PluginConnection | None = None
         self.expiry: anyio.CancelScope | None = None
         self.closed = False
+        self.disconnect_reason: str | None = None
+        """Why the current connection's stream ended; None while it is up."""
         self._changed = anyio.Event()
 
     def changed(self) -> anyio.Event:
@@ -85,35 +109,43 @@ class HostedResource:
     def connect(self, connection: PluginConnection) -> PluginConnection | None:
         """Make ``connection`` current; returns the one it replaces (the caller closes it)."""
         old, self.connection = self.connection, connection
+        self.disconnect_reason = None
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
         self._publish()
         return old
 
-    def update(self, connection: PluginConnection, response: Any) -> None:
+    def update(self, connection: PluginConnection, update: ListUpdate) -> None:
         """A ListAndWatch message of ``connection``: the full device list replaces the previous one."""
         if connection is not self.connection:
             return
-        group = convert.device_group_from_wire(self.name, response)
-        if len(group.devices) != len(response.devices):
+        group = update.group
+        if update.repeated:
             logger.warning(
                 "device plugin %r listed devices %s more than once in one ListAndWatch message; kept the last entry"
                 " of each",
                 self.name,
-                convert.repeated_ids(response.devices),
+                clipped(str(update.repeated)),
             )
+        # Cheap even for 100,000 devices: unchanged devices are the previous group's objects (compared by identity).
         if group != self.group:
             self.group = group
             self._publish()
 
-    def disconnect(self, connection: PluginConnection, reason: str) -> bool:
-        """``connection``'s stream ended: every device turns unhealthy. False when it was already replaced."""
+    def disconnect(
+        self, connection: PluginConnection, reason: str, unhealthy: tuple[Device, ...] | None = None
+    ) -> bool:
+        """``connection``'s stream ended: every device turns unhealthy (``unhealthy``: the group's devices already
+        marked so, computed off the loop). False when the connection was already replaced."""
         connection.ended = True
         if connection is not self.connection:
             return False
+        self.disconnect_reason = reason
         if self.group is not None:
-            self.group = convert.group_for(self.name, convert.mark_unhealthy(self.group.devices, reason))
+            if unhealthy is None:
+                unhealthy = convert.mark_unhealthy(self.group.devices, reason)
+            self.group = convert.group_for(self.name, unhealthy)
         self._publish()
         return True
 
@@ -197,7 +229,8 @@ class KubeletDevicePluginClient:
                 return
             changed = resource.changed()
             group = resource.group
-            if group is not None and group != sent:
+            # The resource replaces its group only when it changed: identity says it, where == is O(devices).
+            if group is not None and group is not sent:
                 sent = group
                 yield FingerprintResponse(device_group=group)
                 continue

@@ -41,17 +41,35 @@ def split_resource_name(resource_name: str) -> tuple[str, str]:
     return domain, resource
 
 
-def devices_from_wire(devices: Iterable[Any]) -> tuple[Device, ...]:
+def devices_from_wire(devices: Iterable[Any], previous: Iterable[Device] = ()) -> tuple[Device, ...]:
     """Wire ``Device`` list → domain devices in the plugin's order; health other than ``Healthy`` is unhealthy.
 
     An id listed more than once is one device with the last entry's health, at its first place (kubelet keeps the
-    devices in a map keyed by id, so the last entry wins there too).
+    devices in a map keyed by id, so the last entry wins there too). A device equal to one of ``previous`` (the
+    last list) is that same object: building a pydantic model per device dominates a 100,000-device list, and
+    reusing the unchanged ones makes the next list (and comparing it with the last one) cheap.
     """
+    known = {device.id: device for device in previous}
+    descriptions: dict[str, str] = {}
     out: dict[str, Device] = {}
     for device in devices:
-        healthy = device.health == HEALTHY
-        description = "" if healthy else f"the device plugin reports health {device.health or 'unset'!r}"
-        out[device.id] = Device(id=device.id, healthy=healthy, health_description=description)
+        health = device.health
+        healthy = health == HEALTHY
+        description = ""
+        if not healthy:
+            description = descriptions.get(health, "")
+            if not description:
+                description = descriptions[health] = f"the device plugin reports health {health or 'unset'!r}"
+        old = known.get(device.id)
+        if (
+            old is not None
+            and old.healthy is healthy
+            and old.health_description == description
+            and old.hw_locality is None
+        ):
+            out[device.id] = old
+        else:
+            out[device.id] = Device(id=device.id, healthy=healthy, health_description=description)
     return tuple(out.values())
 
 

@@ -17,7 +17,7 @@ from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import PluginProtocolError
 from plugin_host.kubelet._reply_decode import wire_type_problem
 
-__all__ = ["DecodedListAndWatchResponse", "ListedDevice", "decode_canonical"]
+__all__ = ["DecodedListAndWatchResponse", "ListedDevice", "RawListAndWatchResponse", "decode_canonical"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +156,18 @@ class DecodedListAndWatchResponse:
 
     def __repr__(self) -> str:
         return f"DecodedListAndWatchResponse({len(self.devices)} devices)"
+
+
+class RawListAndWatchResponse:
+    """A ListAndWatch message kept as its bytes: grpclib's codec calls :meth:`FromString` on the event loop, and a
+    100,000-device message takes far too long to decode there; :class:`DecodedListAndWatchResponse` reads the
+    bytes later (in a worker thread when they are many)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @classmethod
+    def FromString(cls, data: bytes) -> RawListAndWatchResponse:
+        return cls(data)
