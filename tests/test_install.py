@@ -130,7 +130,18 @@ def test_readme_opens_with_exactly_two_set_up_commands() -> None:
     first, second = readme_commands()
     assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e . && ")
     assert first.endswith("&& plugin-host run --config examples/host.hcl")
-    assert "pytest" in second
+    assert second.startswith("tools/setup-test-env && python3 -m venv .venv && . .venv/bin/activate && ")
+    for check in ("pip install -e '.[dev,virt]'", "ruff check .", "ruff format --check .", "mypy", "python -m pytest"):
+        assert f"&& {check}" in second, check
+
+
+def test_ci_runs_the_readme_test_command(short_tmp: Path) -> None:
+    """.ci/run reads its command from the README: what it would run is the README's second command, verbatim."""
+    result = subprocess.run(
+        [str(ROOT / ".ci" / "run"), "--print"], cwd=short_tmp, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == readme_commands()[1] + "\n"
 
 
 def _sockets(root: Path) -> list[Path]:
