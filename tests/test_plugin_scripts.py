@@ -3,20 +3,27 @@ launcher: each identifies itself (name, type, a version go-version parses) and f
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from conftest import ROOT, InstalledVenv
 from test_go_version import go_accepts
+from test_install import console_scripts
 
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PLUGIN_TYPE_DRIVER
+from plugin_host.config.hcl import loads_hcl
 from plugin_host.device import DeviceManager, DevicePluginClient
 from plugin_host.driver import DriverManager, DriverPluginClient, HealthState
 from plugin_host.driver.api import DriverFingerprint
+from plugin_host.drivers.rawexec import RawExecConfig
+from plugin_host.drivers.virt import VirtConfig, VirtTaskConfig
+from plugin_host.fsdevice.config import FsDeviceConfig
 from plugin_host.goplugin.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec
 from plugin_host.registry import Registry
 
@@ -122,3 +129,35 @@ async def test_virt_module_identifies_itself_and_fingerprints(short_tmp: Path) -
             assert go_accepts(info.plugin_version), info.plugin_version
             fingerprint = await first_fingerprint(client)
             assert fingerprint.health is health, fingerprint.health_description
+
+
+def readme_agent_blocks() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agent config and the virt job snippet of the README's "Our plugins inside a Nomad agent" section."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Our plugins inside a Nomad agent") :]
+    agent, job = re.findall(r"```hcl\n(.*?)```", section, re.DOTALL)[:2]
+    return loads_hcl(agent, source="README agent"), loads_hcl(job, source="README job")
+
+
+def test_readme_agent_stanzas_name_the_scripts_and_their_configs_validate() -> None:
+    """The README configures each go-plugin console script under its executable name, with a config it accepts."""
+    agent, _ = readme_agent_blocks()
+    configs = {name: body["config"][0] for block in agent["plugin"] for name, body in block.items()}
+    plugin_scripts = {name for name in console_scripts() if name != "plugin-host"}
+    assert set(configs) == plugin_scripts
+    FsDeviceConfig.coerce(configs["plugin-host-fs-device"])
+    RawExecConfig.coerce(configs["plugin-host-raw-exec"])
+    VirtConfig.coerce(configs["plugin-host-virt"])
+
+
+def test_readme_virt_job_uses_the_reported_driver_name_and_a_valid_task_config() -> None:
+    """The README's virt task names driver "virt" (what the plugin reports); its nomad-driver-virt config parses."""
+    _, job = readme_agent_blocks()
+    [task] = job["task"][0].values()
+    assert task["driver"] == "virt"
+    parsed = VirtTaskConfig.parse(task["config"][0], task_id="virt-task")
+    assert (parsed.image, parsed.use_thin_copy, parsed.cmds) == (
+        "local/focal-server-cloudimg-amd64.img",
+        True,
+        ("python3 -m http.server 8000",),
+    )
