@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from plugin_host import __version__
+from plugin_host._version import go_version
 from plugin_host.device import (
     Attribute,
     DevicePlugin,
@@ -123,12 +124,12 @@ def devdir(tmp_path: Path) -> Path:
 
 
 async def test_plugin_info() -> None:
-    """plugin_info names a device plugin fs-device at the package version speaking device API v0.1.0."""
+    """plugin_info names a device plugin fs-device at the package version in go-version spelling, device API v0.1.0."""
     info = await FsDevice().plugin_info()
     assert (info.type, info.name, info.plugin_version, info.plugin_api_versions) == (
         "device",
         "fs-device",
-        __version__,
+        go_version(__version__),
         ("v0.1.0",),
     )
 

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from plugin_host import __version__
+from plugin_host._version import go_version
 from plugin_host.base import hclspec
 from plugin_host.device import DevicePluginClient, DevicePluginServer, FingerprintResponse, Mount
 from plugin_host.errors import DeviceError
@@ -69,7 +70,7 @@ async def test_identity_and_schema_over_the_wire(short_tmp: Path, devices: Path)
         assert (info.type, info.name, info.plugin_version, info.plugin_api_versions) == (
             "device",
             "fs-device",
-            __version__,
+            go_version(__version__),
             ("v0.1.0",),
         )
         schema = await client.config_schema()

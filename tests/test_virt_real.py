@@ -1,7 +1,7 @@
 """VirtDriver against a real libvirtd and qemu, booting the tiny guest of tests/virt_guest.py.
 
-These tests need root, qemu-system-x86, qemu-utils and a running libvirtd (``.ci/run`` installs and starts them).
-They never skip: with no libvirtd at qemu:///system they fail, saying so.
+These tests need root, qemu-system-x86, qemu-utils and a running libvirtd (``tools/setup-test-env`` installs and
+starts them). They never skip: with no libvirtd at qemu:///system they fail, saying so.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def guest() -> Path:
     try:
         conn = libvirt.open(URI)
     except libvirt.libvirtError as exc:
-        pytest.fail(f"libvirtd unreachable at {URI} ({exc.get_error_message()}); start it (see .ci/run)")
+        pytest.fail(f"libvirtd unreachable at {URI} ({exc.get_error_message()}); start it (see tools/setup-test-env)")
     conn.close()
     return build_guest()
 

@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 
 from plugin_host._text import truncated
-from plugin_host._version import __version__
+from plugin_host._version import __version__, go_version
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
 from plugin_host.base.structs import Attribute, StatObject, StatValue
@@ -128,7 +128,10 @@ class FsDevice:
     async def plugin_info(self) -> PluginInfoResponse:
         """Identity: a device plugin named ``fs-device`` speaking device API v0.1.0."""
         return PluginInfoResponse(
-            type=PLUGIN_TYPE_DEVICE, name=PLUGIN_NAME, plugin_version=__version__, plugin_api_versions=(API_VERSION,)
+            type=PLUGIN_TYPE_DEVICE,
+            name=PLUGIN_NAME,
+            plugin_version=go_version(__version__),
+            plugin_api_versions=(API_VERSION,),
         )
 
     async def config_schema(self) -> Spec:

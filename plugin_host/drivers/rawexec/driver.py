@@ -27,7 +27,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from plugin_host._text import shape, truncated
-from plugin_host._version import __version__
+from plugin_host._version import __version__, go_version
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
 from plugin_host.base.structs import Attribute
@@ -82,7 +82,7 @@ class RawExecDriver:
         return PluginInfoResponse(
             type=PLUGIN_TYPE_DRIVER,
             plugin_api_versions=(DRIVER_API_VERSION,),
-            plugin_version=__version__,
+            plugin_version=go_version(__version__),
             name=DRIVER_NAME,
         )
 
@@ -114,7 +114,7 @@ class RawExecDriver:
         yield DriverFingerprint(
             attributes={
                 "driver.raw-exec": Attribute(bool_val=True),
-                "driver.raw-exec.version": Attribute(string_val=__version__),
+                "driver.raw-exec.version": Attribute(string_val=go_version(__version__)),
             },
             health=HealthState.HEALTHY,
             health_description="Healthy",

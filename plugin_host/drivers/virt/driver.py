@@ -22,7 +22,7 @@ import libvirt
 from anyio.streams.memory import MemoryObjectSendStream
 
 from plugin_host._text import truncated
-from plugin_host._version import __version__
+from plugin_host._version import __version__, go_version
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
 from plugin_host.base.hclspec import Spec
 from plugin_host.base.structs import Attribute
@@ -142,7 +142,7 @@ class VirtDriver:
         return PluginInfoResponse(
             type=PLUGIN_TYPE_DRIVER,
             name=PLUGIN_NAME,
-            plugin_version=__version__,
+            plugin_version=go_version(__version__),
             plugin_api_versions=(DRIVER_API_VERSION,),
         )
 
