@@ -16,8 +16,8 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from plugin_host._backoff import Backoff
-from plugin_host._text import truncated
 from plugin_host._offload import cpu_bound
+from plugin_host._text import truncated
 from plugin_host.device._manager_models import PluginSnapshot, PluginState
 from plugin_host.device.api import DeviceGroup, DeviceGroupStats, DevicePlugin
 

@@ -287,9 +287,7 @@ class KubeletRegistrationServer:
             version=request.version, endpoint=request.endpoint, resource_name=request.resource_name
         )
         if oversized is not None:
-            logger.warning(
-                "bad registration request from device plugin for resource %r: %s", clipped(name), oversized
-            )
+            logger.warning("bad registration request from device plugin for resource %r: %s", clipped(name), oversized)
             raise GRPCError(Status.UNKNOWN, oversized)
         logger.info("registration request from device plugin for resource %r", clipped(name))
         error = (
