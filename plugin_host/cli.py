@@ -187,7 +187,10 @@ class _ChangeLines:
 
 
 def _load_config(path: str | None) -> HostConfig:
-    return HostConfig.default() if path is None else HostConfig.from_hcl_file(path)
+    config = HostConfig.default() if path is None else HostConfig.from_hcl_file(path)
+    # Every command, so `state show` and `status` name a key that points at a file just as `run` does.
+    config.check_paths(source=path)
+    return config
 
 
 async def _live_view(host: PluginHost, out: TextIO) -> None:

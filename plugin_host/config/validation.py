@@ -8,22 +8,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from plugin_host.errors import ConfigError
 
 __all__ = [
+    "CommandArgument",
     "ConfigModel",
+    "ConfigPath",
     "allowed_keys",
     "config_error_from_validation",
     "decode_msgpack_config",
     "msgpack_text",
     "without_nulls",
 ]
+
+# How much of a bad value an error message quotes.
+_SHOWN_MAX = 80
+
+
+def _no_nul(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if "\x00" in value:
+            # Raised as a pydantic error (not a ConfigError) so the message gets the key's full path
+            # (``kubelet_server.plugin_dir``), which only pydantic knows.
+            raise PydanticCustomError("nul_byte", f"contains a NUL byte, which {what} cannot hold")
+        return value
+
+    return AfterValidator(check)
+
+
+ConfigPath = Annotated[str, _no_nul("a file path")]
+"""A filesystem path in a config: every path key uses it, so a NUL byte is a ConfigError naming the key instead of
+a ``ValueError: embedded null byte`` from deep inside ``os`` when the path is first used."""
+
+CommandArgument = Annotated[str, _no_nul("a command-line argument")]
+"""An argument passed to an executable (execve cannot pass a NUL byte either)."""
 
 _SOURCE: ContextVar[str | None] = ContextVar("plugin_host_config_source", default=None)
 
@@ -68,7 +92,10 @@ def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
         return str(cause)
     if error["type"] == "missing":
         return f"{path}: required key is missing"
-    return f"{path}: {error['msg']}; got {error.get('input')!r}"
+    shown = repr(error.get("input"))
+    if len(shown) > _SHOWN_MAX:
+        shown = shown[: _SHOWN_MAX - 3] + "..."
+    return f"{path}: {error['msg']}; got {shown}"
 
 
 def config_error_from_validation(
