@@ -1,7 +1,10 @@
 """The ``plugin-host`` command: ``run``, ``status`` and ``state show``.
 
 Only this module configures logging and installs signal handlers; the library never does. Every error ends the
-command with one line on stderr: exit 2 for configuration problems (a missing or bad config file), 1 otherwise.
+command with one line on stderr: exit 2 for configuration problems (a missing or bad config file, or a path in it
+that cannot be used as configured), 1 otherwise: a damaged or unusable state file is exit 1, because the config is
+right and the file is what needs attention. ``state show`` prints the readable rows of a file with unreadable
+ones, one stderr line per unreadable row, and exits 1.
 """
 
 from __future__ import annotations
@@ -188,7 +191,10 @@ class _ChangeLines:
 
 
 def _load_config(path: str | None) -> HostConfig:
-    return HostConfig.default() if path is None else HostConfig.from_hcl_file(path)
+    config = HostConfig.default() if path is None else HostConfig.from_hcl_file(path)
+    # Every command, so `state show` and `status` name a key that points at a file just as `run` does.
+    config.check_paths(source=path)
+    return config
 
 
 async def _live_view(host: PluginHost, out: TextIO) -> None:
@@ -231,21 +237,31 @@ async def _status(config: HostConfig, as_json: bool) -> int:
 
 async def _state_show(config: HostConfig, as_json: bool) -> int:
     async with SqliteStateStore(config.state_file, read_only=True) as store:
-        snapshot = await store.load_registry()
+        snapshot = await store.load_registry(skip_unreadable=True)
     stored = sorted(snapshot.plugins, key=lambda p: (p.info.type, p.info.name, -p.position))
+    # The readable rows are still shown: a damaged row should not hide the rest of the file from the person
+    # trying to understand it. Each unreadable one is one line on stderr, and the exit status says so.
+    for row in snapshot.unreadable:
+        print(
+            f"plugin-host: state file {str(config.state_file)!r}: unreadable row in table {row.table} ({row.key}):"
+            f" {row.problem}",
+            file=sys.stderr,
+        )
+    status = 1 if snapshot.unreadable else 0
     if as_json:
         document = {
             "state_file": str(config.state_file.absolute()),
             "last_seq": snapshot.last_seq,
             "plugins": [{"position": p.position, **p.info.model_dump(mode="json")} for p in stored],
+            "unreadable": [{"table": r.table, "key": r.key, "problem": r.problem} for r in snapshot.unreadable],
         }
         print(json.dumps(document, indent=2))
-        return 0
+        return status
     print(f"state file {config.state_file.absolute()}, last event seq {snapshot.last_seq}")
     print()
     if not stored:
         print("no registrations")
-        return 0
+        return status
     rows = [
         [
             p.info.type,
@@ -257,7 +273,7 @@ async def _state_show(config: HostConfig, as_json: bool) -> int:
         for p in stored
     ]
     print(_table(["TYPE", "NAME", "ALLOC", "VERSION", "SOCKET"], rows))
-    return 0
+    return status
 
 
 # --- entry point ------------------------------------------------------------------------------------------------

@@ -227,6 +227,8 @@ class PluginHost:
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         config = self._config
         try:
+            # A directory key pointing at a file fails here, naming the key, not later as a bare errno.
+            await anyio.to_thread.run_sync(config.check_paths)
             # Before touching the state file, so a second host says plainly that one already runs.
             await check_not_running(config.admin_socket_path)
             async with AsyncExitStack() as stack:

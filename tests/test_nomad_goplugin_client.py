@@ -28,7 +28,7 @@ import msgpack
 import pytest
 from nomadloader import MissingToolchain, build_nomadloader
 
-from plugin_host._version import __version__
+from plugin_host._version import __version__, go_version
 from plugin_host.fsdevice.config import FsDeviceConfig
 
 # The first test of a session may build the harness (about 15 s, more on a busy machine).
@@ -150,7 +150,7 @@ def require_ok(code: int, report: Report) -> None:
 def test_fs_device_version_parses_with_go_version(fs_device_run: tuple[int, Report, Path]) -> None:
     """Nomad parses fs-device's plugin_version with go-version's NewVersion; it must be accepted."""
     _, report, _ = fs_device_run
-    assert report["plugin_info"]["plugin_version"] == __version__
+    assert report["plugin_info"]["plugin_version"] == go_version(__version__)
     assert report["stage"] != "version", report.get("error")
     assert report.get("parsed_version"), report.get("error")
 
@@ -162,7 +162,7 @@ def test_fs_device_fingerprints_as_nomads_loader_requires(fs_device_run: tuple[i
     assert report["plugin_info"] == {
         "type": "device",
         "name": "fs-device",
-        "plugin_version": __version__,
+        "plugin_version": go_version(__version__),
         "plugin_api_versions": ["v0.1.0"],
     }
     assert report["api_version"] == "v0.1.0"

@@ -19,6 +19,7 @@ __all__ = [
     "DURATION_EXAMPLES",
     "Duration",
     "PositiveDuration",
+    "at_least",
     "format_duration",
     "format_duration_ns",
     "parse_duration",
@@ -225,3 +226,19 @@ Duration = Annotated[float, PlainValidator(_validate_any, json_schema_input_type
 
 PositiveDuration = Annotated[float, PlainValidator(_validate_positive, json_schema_input_type=str), _SERIALIZER]
 """Seconds greater than zero, written as a Go duration string; ``"0s"``, ``"-1s"`` and ``"5 seconds"`` are refused."""
+
+
+def at_least(minimum: float) -> PlainValidator:
+    """A validator to put after :data:`PositiveDuration` in an ``Annotated``: also refuse durations under
+    ``minimum`` seconds, with a :class:`ConfigError` naming the key, the value as written and the minimum."""
+
+    def validate(value: Any, info: ValidationInfo) -> float:
+        seconds = _validate_positive(value, info)
+        if seconds < minimum:
+            shown = _quote(value) if isinstance(value, str) else _quote(format_duration(seconds))
+            raise ConfigError(
+                f"{_field_name(info)}: duration {shown} is shorter than the minimum {_quote(format_duration(minimum))}"
+            )
+        return seconds
+
+    return PlainValidator(validate, json_schema_input_type=str)

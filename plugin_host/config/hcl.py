@@ -42,6 +42,15 @@ _PUNCTUATION = {
 }
 
 
+MAX_CONFIG_BYTES = 256 * 1024
+"""The largest config file read. Host configs are a few KiB; python-hcl2 parses at roughly 25 µs a byte, so this
+bounds a mistaken or hostile file (or ``--config /dev/zero``) to seconds of parsing instead of minutes or memory."""
+
+MAX_NESTING = 100
+"""The deepest nesting of ``{ }``, ``[ ]`` and ``( )`` parsed. python-hcl2's transformer recurses once per level and
+hits Python's recursion limit somewhere past 150 levels depending on the construct; real configs nest under 10."""
+
+
 class HclBlock(dict[str, Any]):
     """The body of a block: a plain dict that remembers it was written as ``name { ... }``.
 
@@ -142,8 +151,66 @@ def normalize(data: Mapping[str, Any], *, source: str = "<config>", _where: str 
     return out
 
 
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse text nested deeper than :data:`MAX_NESTING` before the parser recurses into it.
+
+    Brackets inside strings and comments are skipped; heredoc bodies are not told apart, which can only overcount,
+    and only a body holding about MAX_NESTING unclosed brackets could be refused because of it.
+    """
+    depth = 0
+    line, line_start = 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line, line_start = line + 1, i + 1
+        elif ch == '"':
+            i += 1
+            while i < n and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+            if i < n and text[i] == '"':
+                i += 1
+            continue
+        elif ch == "#" or text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end == -1 else end + 2
+            line += text.count("\n", i, end)
+            last = text.rfind("\n", i, end)
+            line_start = last + 1 if last != -1 else line_start
+            i = end
+            continue
+        elif ch in "{[(":
+            depth += 1
+            if depth > MAX_NESTING:
+                column = i - line_start + 1
+                raise HclSyntaxError(
+                    f"{source}:{line}:{column}: HCL nested more than {MAX_NESTING} levels deep (blocks, lists,"
+                    " objects and parentheses together); config files need far fewer",
+                    file=source,
+                    line=line,
+                    column=column,
+                )
+        elif ch in "}])":
+            depth = max(0, depth - 1)
+        i += 1
+
+
 def loads_hcl(text: str, *, source: str = "<string>") -> dict[str, Any]:
-    """Parse HCL text into normalised data; syntax errors are :class:`HclSyntaxError` with line and column."""
+    """Parse HCL text into normalised data; syntax errors are :class:`HclSyntaxError` with line and column.
+
+    Text over :data:`MAX_CONFIG_BYTES` or nested deeper than :data:`MAX_NESTING` is refused before parsing.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{source}: config is {size} bytes; the most a config file may hold is {MAX_CONFIG_BYTES} bytes"
+            f" ({MAX_CONFIG_BYTES // 1024} KiB)"
+        )
+    _check_nesting(text, source)
     try:
         raw = hcl2.loads(text, serialization_options=_OPTIONS)
     except UnexpectedInput as exc:
@@ -158,11 +225,20 @@ def load_hcl_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and parse an HCL file; every failure (missing, unreadable, not UTF-8, bad syntax) is a ConfigError."""
     source = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: config file is not UTF-8 text (byte {exc.start})") from exc
+        with Path(path).open("rb") as file:
+            # One byte more than allowed tells a file at the limit from a larger one without reading all of it.
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read config file: {exc.strerror or exc}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{source}: config file is larger than {MAX_CONFIG_BYTES} bytes ({MAX_CONFIG_BYTES // 1024} KiB), the most"
+            " a config file may hold"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: config file is not UTF-8 text (byte {exc.start})") from exc
     return loads_hcl(text, source=source)
 
 

@@ -15,6 +15,7 @@ a bad value fails when the file is loaded, naming the plugin and the key.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from plugin_host._builtins import BUILTIN_PLUGINS
 from plugin_host._text import truncated
 from plugin_host.config.hcl import labeled_blocks, load_hcl_file, single_block
-from plugin_host.config.validation import ConfigModel
+from plugin_host.config.validation import CommandArgument, ConfigModel, ConfigPath
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -54,7 +55,7 @@ class PluginConfig(BaseModel):
 
     model_config = _NESTED
 
-    args: tuple[str, ...] = ()
+    args: tuple[CommandArgument, ...] = ()
     """Command-line arguments of an external plugin's executable."""
     config: dict[str, Any] = {}
     """The ``config {}`` block as a plain mapping, handed to the plugin's ``set_config``."""
@@ -70,7 +71,7 @@ class PluginsRegistryConfig(BaseModel):
 
     model_config = _NESTED
 
-    dir: str
+    dir: ConfigPath
 
 
 class KubeletConfig(BaseModel):
@@ -84,7 +85,7 @@ class KubeletConfig(BaseModel):
 
     model_config = _NESTED
 
-    plugin_dir: str = "/var/lib/kubelet/device-plugins"
+    plugin_dir: ConfigPath = "/var/lib/kubelet/device-plugins"
     namespace: str
 
 
@@ -97,19 +98,19 @@ class KubeletServerConfig(BaseModel):
 
     model_config = _NESTED
 
-    plugin_dir: str
+    plugin_dir: ConfigPath
 
 
 class HostConfig(ConfigModel):
     """Everything ``PluginHost`` needs; load it with :meth:`from_hcl_file`, :meth:`from_mapping` or :meth:`default`."""
 
-    state_dir: str = "state"
+    state_dir: ConfigPath = "state"
     """Directory of the state file (``plugin-host.db``) and, by default, the admin socket."""
-    run_dir: str = ""
+    run_dir: ConfigPath = ""
     """Directory (created 0700) of the sockets of the plugins the host serves; empty means ``<state_dir>/run``."""
-    plugin_dir: str | None = None
+    plugin_dir: ConfigPath | None = None
     """Directory of external plugin executables, each launched as a go-plugin device plugin named after its file."""
-    admin_socket: str = ""
+    admin_socket: ConfigPath = ""
     """The admin socket ``plugin-host status`` talks to; empty means ``<state_dir>/plugin-host.sock``."""
     plugins: dict[str, PluginConfig] = {}
     """Configured plugins by name."""
@@ -127,6 +128,8 @@ class HostConfig(ConfigModel):
             return data
         filled = dict(data)
         _check_nested_keys(filled)
+        if "\x00" in state_dir:
+            return filled  # refused by state_dir's own check; deriving would report the same byte three times
         if not filled.get("run_dir"):
             filled["run_dir"] = os.path.join(state_dir, "run")
         if not filled.get("admin_socket"):
@@ -171,6 +174,33 @@ class HostConfig(ConfigModel):
         data = load_hcl_file(path)
         return cls.from_mapping(_from_hcl(data, source), source=source)
 
+    def check_paths(self, *, source: str | None = None) -> None:
+        """Refuse a directory key whose path exists but is not a directory, or leads through a file.
+
+        Missing directories are fine (the host creates them); anything else would fail later with a bare
+        ``[Errno 20] Not a directory`` naming neither the key nor the config. Raises :class:`ConfigError` naming the
+        key (``kubelet_server.plugin_dir: '/x' is a file; expected a directory``) after ``source`` (the config
+        file, when known).
+        """
+        directories: list[tuple[str, str]] = [
+            ("state_dir", self.state_dir),
+            ("run_dir", self.run_dir),
+            ("admin_socket", os.path.dirname(self.admin_socket) or "."),
+        ]
+        if self.plugin_dir is not None:
+            directories.append(("plugin_dir", self.plugin_dir))
+        if self.plugins_registry is not None:
+            directories.append(("plugins_registry.dir", self.plugins_registry.dir))
+        if self.kubelet is not None:
+            directories.append(("kubelet.plugin_dir", self.kubelet.plugin_dir))
+        if self.kubelet_server is not None:
+            directories.append(("kubelet_server.plugin_dir", self.kubelet_server.plugin_dir))
+        for key, directory in directories:
+            problem = _not_a_directory(directory)
+            if problem:
+                shown = f"{key} (its directory {directory!r})" if key == "admin_socket" else key
+                raise ConfigError(f"{source or self.config_source()}: {shown}: {problem}; expected a directory")
+
     @property
     def state_file(self) -> Path:
         """The SQLite state file, ``<state_dir>/plugin-host.db``."""
@@ -185,6 +215,29 @@ class HostConfig(ConfigModel):
     def run_path(self) -> Path:
         """The directory of plugin sockets, absolute."""
         return Path(self.run_dir).absolute()
+
+
+def _kind(mode: int) -> str:
+    return "a file" if stat.S_ISREG(mode) else f"not a directory ({stat.filemode(mode)})"
+
+
+def _not_a_directory(directory: str) -> str:
+    """Why ``directory`` cannot be used as one ("" when it is a directory, is missing, or cannot be looked at)."""
+    try:
+        mode = os.stat(directory).st_mode
+    except NotADirectoryError:
+        # Some component on the way is not a directory: name it.
+        for parent in reversed(Path(directory).parents):
+            try:
+                parent_mode = os.stat(parent).st_mode
+            except OSError:
+                return ""
+            if not stat.S_ISDIR(parent_mode):
+                return f"{directory!r} is inside {str(parent)!r}, which is {_kind(parent_mode)}"
+        return ""
+    except OSError:
+        return ""
+    return "" if stat.S_ISDIR(mode) else f"{directory!r} is {_kind(mode)}"
 
 
 _NESTED_MODELS: Mapping[str, type[BaseModel]] = {

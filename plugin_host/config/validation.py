@@ -12,18 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, Self, get_args
+from typing import Annotated, Any, Self, get_args
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, SecretBytes, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretBytes, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from plugin_host._text import shape, truncated
 from plugin_host.errors import ConfigError
 
 __all__ = [
+    "CommandArgument",
     "ConfigModel",
+    "ConfigPath",
     "allowed_keys",
     "config_error_from_validation",
     "decode_msgpack_config",
@@ -31,6 +33,26 @@ __all__ = [
     "msgpack_text",
     "without_nulls",
 ]
+
+
+
+def _no_nul(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if "\x00" in value:
+            # Raised as a pydantic error (not a ConfigError) so the message gets the key's full path
+            # (``kubelet_server.plugin_dir``), which only pydantic knows.
+            raise PydanticCustomError("nul_byte", f"contains a NUL byte, which {what} cannot hold")
+        return value
+
+    return AfterValidator(check)
+
+
+ConfigPath = Annotated[str, _no_nul("a file path")]
+"""A filesystem path in a config: every path key uses it, so a NUL byte is a ConfigError naming the key instead of
+a ``ValueError: embedded null byte`` from deep inside ``os`` when the path is first used."""
+
+CommandArgument = Annotated[str, _no_nul("a command-line argument")]
+"""An argument passed to an executable (execve cannot pass a NUL byte either)."""
 
 _SOURCE: ContextVar[str | None] = ContextVar("plugin_host_config_source", default=None)
 

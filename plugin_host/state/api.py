@@ -42,11 +42,25 @@ Change = Upsert | Delete
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A row of the state file that does not decode: its table, its key (as text) and what is wrong with it."""
+
+    table: str
+    key: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
-    """Everything the registry restores on start."""
+    """Everything the registry restores on start.
+
+    ``unreadable`` is only ever filled by ``SqliteStateStore.load_registry(skip_unreadable=True)`` (``plugin-host
+    state show``); a normal load refuses a file with an unreadable row instead.
+    """
 
     plugins: Sequence[StoredPlugin]
     last_seq: int
+    unreadable: Sequence[UnreadableRow] = ()
 
 
 @dataclass(frozen=True, slots=True)

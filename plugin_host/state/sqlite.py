@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import anyio.to_thread
+from pydantic import ValidationError
 
 from plugin_host.errors import StateError, StateVersionError
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
@@ -25,12 +28,17 @@ from plugin_host.state.api import (
     RegistrySnapshot,
     StoredPlugin,
     TaskHandleRecord,
+    UnreadableRow,
     Upsert,
 )
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How much of a bad value or a decoding problem an error message quotes: enough to recognise it, never a whole blob.
+_SHOWN_MAX = 80
+_PROBLEM_MAX = 240
 
 _UPSERT = (
     "INSERT INTO plugins (ptype, name, alloc_id, position, info) VALUES (?, ?, ?, ?, ?)"
@@ -44,6 +52,9 @@ class SqliteStateStore:
     ``async with SqliteStateStore(path) as store:`` creates the file (mode 0600) and its directory, checks that it
     is a plugin-host state file of a schema this version understands (without modifying it otherwise), runs the
     migrations and switches it to WAL. A file lock keeps a second process from opening the same file for writing.
+    The file and its ``-wal``/``-shm`` must not be symbolic links (only the directories above ``path`` are
+    followed), and are set to mode 0600 when looser. Every row is checked as it is read: one that does not decode
+    is a StateError naming the table and the row.
 
     ``synchronous="full"`` (the default) makes every acknowledged mutation survive a power loss as well as a
     process kill; ``"normal"`` survives a process kill only, and is faster.
@@ -106,6 +117,8 @@ class SqliteStateStore:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"cannot create the state directory {str(directory)!r}: {exc.strerror}") from exc
+        if self._path.is_symlink():
+            raise self._symlink_error(self._path)
         if self._path.is_dir():
             raise StateError(f"state path {str(self._path)!r} is a directory; expected a file")
         if not os.access(directory, os.W_OK | os.X_OK):
@@ -113,8 +126,11 @@ class SqliteStateStore:
                 f"state directory {str(directory)!r} is not writable; the state file and its WAL live there"
             )
         try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # O_NOFOLLOW: a symlink planted at the state path must not make us turn its target into a database.
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._symlink_error(self._path) from None
             raise StateError(
                 f"cannot open the state file {str(self._path)!r} in directory {str(directory)!r}: {exc.strerror}"
             ) from exc
@@ -125,11 +141,22 @@ class SqliteStateStore:
             raise StateError(f"state file {str(self._path)!r} is in use by another process") from None
         self._lock_fd = fd
         try:
+            self._make_private(fd, self._path)
+            for suffix in ("-wal", "-shm"):
+                self._make_companion_private(Path(f"{self._path}{suffix}"))
+        except BaseException:
+            self._release_lock()
+            raise
+        try:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             self._release_lock()
             raise StateError(f"cannot open the state file {str(self._path)!r}: {exc}") from exc
         try:
+            # SQLite opens the path again by name: make sure it opened the file we checked and locked, not
+            # something swapped in between.
+            if not _same_file(os.fstat(fd), self._path):
+                raise StateError(f"state file {str(self._path)!r} was replaced while it was being opened")
             version = self._check(conn)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
@@ -146,7 +173,49 @@ class SqliteStateStore:
             raise
         self._conn = conn
 
+    def _symlink_error(self, path: Path) -> StateError:
+        try:
+            target = f" (to {os.readlink(path)!r})"
+        except OSError:
+            target = ""
+        return StateError(
+            f"state file {str(path)!r} is a symbolic link{target}; refusing to follow it: point state_dir at the"
+            " directory that should hold the state file instead"
+        )
+
+    def _make_private(self, fd: int, path: Path) -> None:
+        """Refuse anything but a regular file; force mode 0600 (registrations carry socket paths and options)."""
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateError(f"state file {str(path)!r} is not a regular file ({stat.filemode(info.st_mode)})")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            logger.warning("state file %s had mode %04o; changing it to 0600", path, mode)
+            try:
+                os.fchmod(fd, 0o600)
+            except OSError as exc:
+                raise StateError(
+                    f"state file {str(path)!r} has mode {mode:04o} and cannot be made private (0600): {exc.strerror}"
+                ) from exc
+
+    def _make_companion_private(self, path: Path) -> None:
+        """The WAL and shared-memory files hold the same data as the state file: same rules, when they exist."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._symlink_error(path) from None
+            raise StateError(f"cannot open {str(path)!r} next to the state file: {exc.strerror}") from exc
+        try:
+            self._make_private(fd, path)
+        finally:
+            os.close(fd)
+
     def _open_read_only(self) -> None:
+        if self._path.is_symlink():
+            raise self._symlink_error(self._path)
         if not self._path.is_file():
             raise StateError(f"state file {str(self._path)!r} does not exist (or is not a file)")
         try:
@@ -208,16 +277,32 @@ class SqliteStateStore:
 
     # --- registry persistence -------------------------------------------------------------------------------------
 
-    async def load_registry(self) -> RegistrySnapshot:
-        """Every stored registration and the last event seq."""
-        return await self._run(self._load)
+    async def load_registry(self, *, skip_unreadable: bool = False) -> RegistrySnapshot:
+        """Every stored registration and the last event seq.
 
-    def _load(self) -> RegistrySnapshot:
+        A row that does not decode is a :class:`StateError` naming the table, the row's key and what is wrong;
+        with ``skip_unreadable=True`` it is left out and listed in ``RegistrySnapshot.unreadable`` instead.
+        """
+        return await self._run(lambda: self._load(skip_unreadable))
+
+    def _load(self, skip_unreadable: bool) -> RegistrySnapshot:
         with self._errors("read the registry from"):
             conn = self._connection()
-            rows = conn.execute("SELECT position, info FROM plugins").fetchall()
-            plugins = [StoredPlugin(position, PluginInfo.model_validate_json(info)) for position, info in rows]
-            return RegistrySnapshot(plugins=plugins, last_seq=self._last_seq(conn))
+            rows = conn.execute(
+                "SELECT ptype, name, alloc_id, position, info FROM plugins ORDER BY ptype, name, alloc_id"
+            ).fetchall()
+            last_seq = self._last_seq(conn)
+        plugins: list[StoredPlugin] = []
+        unreadable: list[UnreadableRow] = []
+        for row in rows:
+            decoded = _decode_plugin_row(row)
+            if isinstance(decoded, StoredPlugin):
+                plugins.append(decoded)
+            else:
+                unreadable.append(decoded)
+        if unreadable and not skip_unreadable:
+            raise self._unreadable(unreadable)
+        return RegistrySnapshot(plugins=plugins, last_seq=last_seq, unreadable=unreadable)
 
     async def commit(self, change: Change, event: PluginUpdateEvent) -> None:
         """Apply ``change`` and append ``event`` in one transaction; durable when this returns."""
@@ -263,11 +348,14 @@ class SqliteStateStore:
                 "SELECT seq, event_type, info FROM events WHERE ptype = ? AND seq > ? ORDER BY seq", (ptype, since)
             ).fetchall()
             oldest = conn.execute("SELECT min(seq) FROM events").fetchone()[0]
-            events = [
-                PluginUpdateEvent(seq=seq, event_type=etype, info=PluginInfo.model_validate_json(info))
-                for seq, etype, info in rows
-            ]
-            return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq(conn))
+            last_seq = self._last_seq(conn)
+        events: list[PluginUpdateEvent] = []
+        for seq, etype, info in rows:
+            try:
+                events.append(PluginUpdateEvent(seq=seq, event_type=etype, info=PluginInfo.model_validate_json(info)))
+            except ValidationError as exc:
+                raise self._unreadable([UnreadableRow("events", _row_key(seq=seq), _problem(exc))]) from None
+        return EventHistory(events=events, oldest_seq=oldest, last_seq=last_seq)
 
     # --- launched plugin processes -----------------------------------------------------------------------------------
 
@@ -297,7 +385,13 @@ class SqliteStateStore:
                     )
                     .fetchall()
                 )
-            return [PluginProcessRecord(*row) for row in rows]
+            records: list[PluginProcessRecord] = []
+            for row in rows:
+                problem = _wrong_types(row, _PROCESS_COLUMNS)
+                if problem:
+                    raise self._unreadable([UnreadableRow("plugin_processes", _row_key(name=row[0]), problem)])
+                records.append(PluginProcessRecord(*row))
+            return records
 
         return await self._run(load)
 
@@ -337,7 +431,13 @@ class SqliteStateStore:
                 query, params = query + " WHERE driver = ?", (driver,)
             with self._errors("read task handles from"):
                 rows = self._connection().execute(query + " ORDER BY task_id", params).fetchall()
-            return [TaskHandleRecord(t, d, a, n, bytes(h)) for t, d, a, n, h in rows]
+            records: list[TaskHandleRecord] = []
+            for row in rows:
+                problem = _wrong_types(row, _HANDLE_COLUMNS)
+                if problem:
+                    raise self._unreadable([UnreadableRow("task_handles", _row_key(task_id=row[0]), problem)])
+                records.append(TaskHandleRecord(*row))
+            return records
 
         return await self._run(load)
 
@@ -362,6 +462,14 @@ class SqliteStateStore:
         # Retention always keeps the newest event, so max(seq) is the last seq ever issued.
         return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
+    def _unreadable(self, rows: list[UnreadableRow]) -> StateError:
+        first = rows[0]
+        more = f" (and {len(rows) - 1} more unreadable rows)" if len(rows) > 1 else ""
+        return StateError(
+            f"state file {str(self._path)!r}: unreadable row in table {first.table} ({first.key}): {first.problem}"
+            + more
+        )
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StateError(f"state file {str(self._path)!r} is not open; use `async with SqliteStateStore(...)`")
@@ -376,3 +484,81 @@ class SqliteStateStore:
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+
+# --- decoding rows ----------------------------------------------------------------------------------------------------
+# SQLite columns are dynamically typed and anything can edit the file, so every row is checked as it is read: a bad
+# one must be an error naming it, never a traceback from deep inside pydantic or a record holding the wrong type.
+
+_PROCESS_COLUMNS: tuple[tuple[str, type], ...] = (
+    ("name", str),
+    ("pid", int),
+    ("start_time", int),
+    ("socket_path", str),
+    ("executable", str),
+)
+_HANDLE_COLUMNS: tuple[tuple[str, type], ...] = (
+    ("task_id", str),
+    ("driver", str),
+    ("alloc_id", str),
+    ("name", str),
+    ("handle", bytes),
+)
+_SQL_TYPES = {str: "text", int: "an integer", bytes: "a blob", float: "a real number", type(None): "NULL"}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
+
+
+def _truncated(text: str) -> str:
+    return text if len(text) <= _PROBLEM_MAX else text[: _PROBLEM_MAX - 3] + "..."
+
+
+def _row_key(**columns: Any) -> str:
+    return ", ".join(f"{name}={_shown(value)}" for name, value in columns.items())
+
+
+def _problem(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        parts.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return _truncated("does not decode: " + "; ".join(parts))
+
+
+def _wrong_types(row: tuple[Any, ...], columns: tuple[tuple[str, type], ...]) -> str:
+    for value, (name, wanted) in zip(row, columns, strict=True):
+        if type(value) is not wanted:
+            held = _SQL_TYPES.get(type(value), type(value).__name__)
+            return f"column {name} holds {held} {_shown(value)}; expected {_SQL_TYPES[wanted]}"
+    return ""
+
+
+def _same_file(opened: os.stat_result, path: Path) -> bool:
+    try:
+        current = os.lstat(path)
+    except OSError:
+        return False
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _decode_plugin_row(row: tuple[Any, ...]) -> StoredPlugin | UnreadableRow:
+    ptype, name, alloc_id, position, info = row
+    key = _row_key(ptype=ptype, name=name, alloc_id=alloc_id)
+    if type(position) is not int:
+        return UnreadableRow("plugins", key, f"column position holds {_shown(position)}; expected an integer")
+    try:
+        parsed = PluginInfo.model_validate_json(info)
+    except ValidationError as exc:
+        return UnreadableRow("plugins", key, "column info " + _problem(exc))
+    if (parsed.type, parsed.name, parsed.alloc_id) != (ptype, name, alloc_id):
+        return UnreadableRow(
+            "plugins",
+            key,
+            "column info describes "
+            + _row_key(type=parsed.type, name=parsed.name, alloc_id=parsed.alloc_id)
+            + ", not the row's key",
+        )
+    return StoredPlugin(position, parsed)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from plugin_host.base import hclspec
-from plugin_host.config.validation import ConfigModel, decode_msgpack_config
+from plugin_host.config.validation import ConfigModel, ConfigPath, decode_msgpack_config
 from plugin_host.errors import ConfigError
 
 __all__ = ["CONFIG_SPEC", "TASK_CONFIG_SPEC", "RawExecConfig"]
@@ -18,7 +18,7 @@ __all__ = ["CONFIG_SPEC", "TASK_CONFIG_SPEC", "RawExecConfig"]
 class RawExecConfig(ConfigModel):
     """Where the driver keeps its executors' status files (one small JSON file per task)."""
 
-    state_dir: str | None = None
+    state_dir: ConfigPath | None = None
     """Directory for the status files; default ``$TMPDIR/plugin-host-raw-exec-<uid>``."""
 
     @classmethod

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from plugin_host._text import truncated
 from plugin_host.base import hclspec
-from plugin_host.config.validation import ConfigModel, decode_msgpack_config, msgpack_text
+from plugin_host.config.validation import ConfigModel, ConfigPath, decode_msgpack_config, msgpack_text
 from plugin_host.errors import ConfigError
 
 __all__ = [
@@ -74,9 +74,9 @@ class VirtConfig(ConfigModel):
     """The virt plugin's ``config {}`` block."""
 
     emulator: EmulatorConfig = EmulatorConfig()
-    data_dir: str = DEFAULT_DATA_DIR
+    data_dir: ConfigPath = DEFAULT_DATA_DIR
     """Where thin copies, cloud-init seeds and console logs of the VMs are written."""
-    image_paths: tuple[str, ...] = ()
+    image_paths: tuple[ConfigPath, ...] = ()
     """Directories images may be loaded from, besides ``data_dir`` and the task's allocation directory."""
 
     @field_validator("emulator", mode="before")
@@ -150,7 +150,7 @@ class NetworkInterfaceConfig(ConfigModel):
 class VirtTaskConfig(ConfigModel):
     """A task's ``config {}`` block for the virt driver (nomad-driver-virt's task config)."""
 
-    image: str
+    image: ConfigPath
     """Disk image to boot: absolute, or relative to the task directory."""
     hostname: str | None = None
     os: OsConfig | None = None
