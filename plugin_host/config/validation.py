@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 
-
 def _no_nul(what: str) -> AfterValidator:
     def check(value: str) -> str:
         if "\x00" in value:
