@@ -129,6 +129,16 @@ def test_stderr_lines_are_forwarded_with_hclog_levels(caplog: pytest.LogCaptureF
     ]
 
 
+def test_deeply_nested_stderr_line_is_logged_as_text(caplog: pytest.LogCaptureFixture) -> None:
+    """A stderr line that looks like hclog JSON but nests thousands deep is logged as plain text, not a crash."""
+    from plugin_host.goplugin._launch_stderr import StderrForwarder
+
+    line = b'{"@message":' + b"[" * 5000
+    with caplog.at_level(logging.DEBUG, logger="plugin_host.plugins.demo"):
+        StderrForwarder("demo").feed(line)
+    assert [r.getMessage() for r in caplog.records] == [line.decode()]
+
+
 def _fs_spec(plugin_dir: Path, devices_dir: Path) -> list[PluginSpec]:
     write_fsdevice(plugin_dir)
     for device in ("a", "b"):
