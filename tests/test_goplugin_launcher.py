@@ -67,7 +67,10 @@ BAD_PLUGINS = {
     "garbled": ("print('hello there', flush=True); time.sleep(30)", "unrecognized plugin handshake 'hello there'"),
     "appver": ("print('1|9|unix|/x|grpc', flush=True); time.sleep(30)", "unsupported app protocol version 9"),
     "netrpc": ("print('1|2|unix|/x|netrpc', flush=True); time.sleep(30)", "unsupported plugin protocol 'netrpc'"),
-    "nosock": ("print('1|2|unix|/nonexistent.sock|grpc', flush=True); time.sleep(30)", "does not exist"),
+    "nosock": (
+        "print('1|2|unix|' + os.environ['PLUGIN_UNIX_SOCKET_DIR'] + '/none.sock|grpc', flush=True); time.sleep(30)",
+        "which does not exist",
+    ),
     "exits": ("sys.stderr.write('boom: no config\\n'); sys.exit(3)", r"exited with code 3 .*boom: no config"),
     "silent": ("sys.stderr.write('thinking\\n'); sys.stderr.flush(); time.sleep(30)", "start timeout of 1s"),
 }

@@ -7,12 +7,9 @@ environment, must print its handshake line on stdout within the start timeout, a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import stat
-from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -31,6 +28,13 @@ from plugin_host.goplugin._launch_os import (
     wait_pidfd,
 )
 from plugin_host.goplugin._launch_rpc import shutdown
+from plugin_host.goplugin._launch_socket import (
+    NotItsSocket,
+    SocketDir,
+    check_announced_socket,
+    same_socket,
+    socket_dir_of,
+)
 from plugin_host.goplugin._launch_spec import PluginSpec
 from plugin_host.goplugin._launch_stderr import StderrForwarder, plugin_logger
 from plugin_host.goplugin.handshake import (
@@ -44,7 +48,7 @@ from plugin_host.goplugin.handshake import (
 )
 from plugin_host.state.api import PluginProcessRecord
 
-__all__ = ["PluginProcess", "remove_socket", "signal_group"]
+__all__ = ["PluginProcess", "signal_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +77,11 @@ class PluginProcess:
         self._start_timeout = start_timeout
         self._shutdown_timeout = shutdown_timeout
         self._kill_timeout = kill_timeout
-        self._socket_dir = socket_dir
+        self._socket_base = socket_dir
         self._reattach = reattach
+        # The directory the plugin was told to listen in, and the (device, inode) of the socket it made there.
+        self._own_dir: SocketDir | None = None
+        self._socket_id: tuple[int, int] | None = None
         self.pid = 0
         self.start_time = 0
         self.socket_path = ""
@@ -165,11 +172,12 @@ class PluginProcess:
         return PluginLaunchError(f"plugin {self.spec.name!r} ({self.spec.executable}) {what}", plugin=self.spec.name)
 
     async def _start(self, tg: TaskGroup) -> None:
+        self._own_dir = SocketDir.make(self._socket_base)
         env = {
             **os.environ,
             ENV_MIN_PORT: str(_MIN_PORT),
             ENV_MAX_PORT: str(_MAX_PORT),
-            **handshake_env(unix_socket_dir=self._socket_dir),
+            **handshake_env(unix_socket_dir=os.fspath(self._own_dir.path)),
         }
         spawned = spawn(os.fspath(self.spec.executable), self.spec.args, env)
         self.pid = spawned.pid
@@ -208,8 +216,11 @@ class PluginProcess:
             )
         if handshake.protocol != PROTOCOL_GRPC:
             raise self._error(f"speaks protocol {handshake.protocol!r}; expected {PROTOCOL_GRPC!r}")
-        if not _is_socket(handshake.address):
-            raise self._error(f"announced socket {handshake.address!r}, which does not exist or is not a socket")
+        try:
+            self._socket_id = check_announced_socket(handshake.address, self._own_dir, self.pid)
+        except NotItsSocket as exc:
+            # Not dialled, not sent Shutdown, not removed: it may be the admin socket or another plugin's.
+            raise self._error(f"announced socket {handshake.address!r}, {exc}; refused, left untouched") from None
         self.socket_path = handshake.address
         tg.start_soon(self._drain_stdout, stdout)
 
@@ -219,6 +230,8 @@ class PluginProcess:
         if self._pidfd is None:
             raise self._error(f"process {record.pid} of an earlier run is gone (or its pid was reused)")
         self.pid, self.start_time, self.socket_path = record.pid, record.start_time, record.socket_path
+        # Checked when an earlier host launched it; only a socket in one of our directories will be removed.
+        self._own_dir = socket_dir_of(record.socket_path, self._socket_base)
         assert self._tg is not None
         self._tg.start_soon(self._watch_exit)
         # Its stdout and stderr were pipes to the host that started it; nothing of them is left to forward.
@@ -256,9 +269,9 @@ class PluginProcess:
     # --- stop -----------------------------------------------------------------------------------------------------
 
     async def _stop(self) -> None:
-        """Shutdown RPC, then SIGTERM, then SIGKILL (to the process group), each wait bounded; remove the socket."""
+        """Shutdown RPC, then SIGTERM, then SIGKILL (to the process group), each wait bounded; remove its directory."""
         if self._pidfd is not None and not self.exited:
-            if self.socket_path and await shutdown(self.socket_path, limit=self._shutdown_timeout):
+            if self._may_dial() and await shutdown(self.socket_path, limit=self._shutdown_timeout):
                 await self._wait_exited(self._shutdown_timeout)
             for signum in (signal.SIGTERM, signal.SIGKILL):
                 if self.exited:
@@ -268,8 +281,14 @@ class PluginProcess:
                 await self._wait_exited(self._kill_timeout)
             if not self.exited:
                 logger.error("plugin %r (pid %d) did not exit after SIGKILL", self.spec.name, self.pid)
-        if self.socket_path and self.exited:
-            remove_socket(self.socket_path)
+        if self._own_dir is not None and (self._pidfd is None or self.exited):
+            self._own_dir.remove()
+
+    def _may_dial(self) -> bool:
+        """Whether the socket is still the one the plugin made (a reattached one was checked by its first host)."""
+        if not self.socket_path:
+            return False
+        return self._socket_id is None or same_socket(self.socket_path, self._socket_id)
 
 
 def signal_group(pid: int, signum: signal.Signals) -> None:
@@ -278,17 +297,3 @@ def signal_group(pid: int, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         signal_process(pid, signum)
-
-
-def _is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(Path(path).stat().st_mode)
-    except OSError:
-        return False
-
-
-def remove_socket(path: str) -> None:
-    """Remove a socket a dead plugin left behind (a plugin killed by SIGKILL cannot remove its own)."""
-    with contextlib.suppress(FileNotFoundError):
-        if _is_socket(path):
-            os.unlink(path)
