@@ -1,8 +1,11 @@
 """One plugin process: started with the go-plugin handshake, or reattached by pid; stopped gracefully, then by force.
 
 go-plugin's ``Client.Start`` and ``Client.Kill``: the process gets the magic cookie and the accepted versions in its
-environment, must print its handshake line on stdout within the start timeout, and is asked to exit through
-``GRPCController/Shutdown`` before it is signalled (here SIGTERM, then SIGKILL, each wait bounded).
+environment, must print its handshake line on stdout within the start timeout (an exit before it is reported at once,
+even while a grandchild holds stdout open), and is asked to exit through ``GRPCController/Shutdown`` before it is
+signalled (here SIGTERM, then SIGKILL, each wait bounded). The plugin leads its own session and process group; a
+started plugin is reaped only after whatever it left in that group (grandchildren) was stopped too, so the group id
+cannot have been given to another process in between.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from plugin_host.errors import PluginHostError, PluginLaunchError
 from plugin_host.goplugin._launch_os import (
     LineReader,
     exit_code,
+    group_members,
     open_pidfd,
+    peek_exit_code,
     pidfd_exited,
     process_start_time,
     signal_process,
@@ -189,7 +194,7 @@ class PluginProcess:
         tg.start_soon(self._watch_exit)
         tg.start_soon(self._forward_stderr, stderr)
         with anyio.move_on_after(self._start_timeout) as scope:
-            line = await stdout.readline()
+            line = await self._handshake_line(stdout)
         if scope.cancelled_caught:
             raise self._error(
                 f"printed no handshake within the start timeout of {self._start_timeout:g}s;"
@@ -198,10 +203,14 @@ class PluginProcess:
         if line is None:
             with anyio.move_on_after(2):
                 await self._exited.wait()
-                await self._stderr_done.wait()
+            # A grandchild may hold stderr open forever: wait for what the plugin wrote, not for the end of the pipe.
+            for _ in range(100):
+                if self._stderr_done.is_set() or not stderr.pending():
+                    break
+                await anyio.sleep(0.01)
             code = "unknown" if self.exit_code is None else str(self.exit_code)
             raise self._error(
-                f"exited with code {code} before its handshake (expected a line like"
+                f"exited with status {code} before printing a handshake (expected a line like"
                 f" {CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|/path/plugin.sock|grpc on stdout);"
                 f" stderr: {self._stderr.tail()}"
             )
@@ -224,6 +233,29 @@ class PluginProcess:
         self.socket_path = handshake.address
         tg.start_soon(self._drain_stdout, stdout)
 
+    async def _handshake_line(self, stdout: LineReader) -> bytes | None:
+        """The first stdout line, or None once the plugin exited without one.
+
+        The plugin's exit ends the wait, not only the end of its stdout: a grandchild it left behind may hold that
+        pipe open for as long as it lives.
+        """
+        line: bytes | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                nonlocal line
+                line = await stdout.readline()
+                tg.cancel_scope.cancel()
+
+            async def leader_exit() -> None:
+                await self._exited.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(read)
+            tg.start_soon(leader_exit)
+        # A handshake printed just before exiting is already in the pipe.
+        return line if line is not None else stdout.readline_nowait()
+
     def _attach(self, record: PluginProcessRecord) -> None:
         # Not our child (its host is gone), so there is no pidfd from spawn and waitpid cannot wait for it.
         self._pidfd = open_pidfd(record.pid, record.start_time)
@@ -245,7 +277,8 @@ class PluginProcess:
 
     def _on_exit(self) -> None:
         if not self._exited.is_set():
-            self.exit_code = exit_code(self.pid)  # reaps it when it is our child; None otherwise
+            # Not reaped yet (see _stop): None for a process that is not our child (reattached).
+            self.exit_code = peek_exit_code(self.pid)
             self._exited.set()
 
     async def _wait_exited(self, limit: float) -> None:
@@ -281,8 +314,27 @@ class PluginProcess:
                 await self._wait_exited(self._kill_timeout)
             if not self.exited:
                 logger.error("plugin %r (pid %d) did not exit after SIGKILL", self.spec.name, self.pid)
+        if self._pidfd is not None and self.exited:
+            await self._stop_leftovers()
+            exit_code(self.pid)  # reap it: only now may its pid, and so its group id, be given to another process
         if self._own_dir is not None and (self._pidfd is None or self.exited):
             self._own_dir.remove()
+
+    async def _stop_leftovers(self) -> None:
+        """SIGTERM, then SIGKILL, the processes the plugin left in its process group (grandchildren)."""
+        # Safe while the leader is our unreaped zombie: its group id cannot have been reused. A reattached leader was
+        # reaped by another parent; its group is still its own while members hold the id, and nobody else runs as
+        # that pid (a live process there means the number was given away: not ours to signal).
+        if process_start_time(self.pid) is not None or not group_members(self.pid):
+            return
+        logger.info("plugin %r (pid %d) exited leaving processes in its group; stopping them", self.spec.name, self.pid)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            signal_group(self.pid, signum)
+            with anyio.move_on_after(self._kill_timeout):
+                await _wait_group_gone(self.pid)
+                return
+        if group_members(self.pid):
+            logger.error("processes of plugin %r's group %d survived SIGKILL", self.spec.name, self.pid)
 
     def _may_dial(self) -> bool:
         """Whether the socket is still the one the plugin made (a reattached one was checked by its first host)."""
@@ -297,3 +349,15 @@ def signal_group(pid: int, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         signal_process(pid, signum)
+
+
+async def _wait_group_gone(pgid: int) -> None:
+    """Wait until process group ``pgid`` has no live member (they are not our children: watch each by pidfd)."""
+    while members := group_members(pgid):
+        pidfd = open_pidfd(members[0])
+        if pidfd is None:
+            continue
+        try:
+            await wait_pidfd(pidfd)
+        finally:
+            os.close(pidfd)
