@@ -122,8 +122,12 @@ def peek_exit_code(pid: int) -> int | None:
     return result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid`` in session ``pgid`` (a plugin leads both)."""
+def group_members(pgid: int, session: int | None = None) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` in ``session`` (default ``pgid``: a plugin leads both).
+
+    Both ids are held by the members: while any is listed, neither number can belong to another group or session.
+    """
+    sid = pgid if session is None else session
     members = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -135,7 +139,7 @@ def group_members(pgid: int) -> list[int]:
             continue
         # state, ppid, pgrp, session follow the command name (which may contain ')').
         fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid and int(fields[3]) == pgid:
+        if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid and int(fields[3]) == sid:
             members.append(int(entry.name))
     return members
 

@@ -237,6 +237,7 @@ class RawExecDriver:
             if not force:
                 raise DriverError(f"raw-exec: task {task_id!r} is still running; stop it first or pass force=True")
             await task.stop(0.0, signal.SIGKILL)
+        task.kill_leftovers()
         self._tasks.pop(task_id, None)
         task.close()
         task.remove_status_file()
