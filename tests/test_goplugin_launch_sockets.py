@@ -29,7 +29,8 @@ def write_plugin(plugin_dir: Path, name: str, body: str) -> Path:
     """An executable Python script in plugin_dir, with ``sock_dir`` bound to its PLUGIN_UNIX_SOCKET_DIR."""
     path = plugin_dir / name
     path.write_text(
-        f"#!{sys.executable}\nimport os, sys, time\nsock_dir = os.environ['PLUGIN_UNIX_SOCKET_DIR']\n{body}\n"
+        f"#!{sys.executable}\nimport os, sys, time\n"
+        f"sock_dir = os.environ.get('PLUGIN_UNIX_SOCKET_DIR', '/tmp')\n{body}\n"
     )
     path.chmod(0o755)
     return path
@@ -236,3 +237,34 @@ def test_a_socket_of_another_user_is_refused(short_tmp: Path, monkeypatch: pytes
         sock.bind(os.fspath(where))
         with pytest.raises(NotItsSocket, match=f"owned by uid {os.geteuid()}, not by the plugin's user .uid {other}"):
             check_announced_socket(os.fspath(where), directory, os.getpid())
+
+
+@pytest.mark.anyio
+async def test_host_keeps_its_admin_socket_against_a_plugin_naming_it_and_a_deeply_nested_request(
+    short_tmp: Path,
+) -> None:
+    """The issue's two attacks on a real PluginHost: a launched plugin announcing the host's admin socket is refused,
+    a request of 1,500 '[' is answered with an error; the admin socket stays and status answers after each."""
+    from plugin_host.config import HostConfig
+    from plugin_host.host import PluginHost
+
+    plugins = short_tmp / "plugins"
+    plugins.mkdir()
+    config = HostConfig.from_mapping({"state_dir": str(short_tmp / "st"), "plugin_dir": str(plugins)})
+    admin = config.admin_socket_path
+    write_plugin(plugins, "hostile", announce(repr(str(admin))))
+    async with PluginHost(config) as host:
+        assert host.launcher is not None
+        with anyio.fail_after(WAIT):
+            failure = await host.launcher.wait_for("hostile", failed)
+            assert failure.last_error is not None
+            assert f"announced socket {str(admin)!r}, which is outside" in failure.last_error
+            assert (await query_status(admin)).admin_socket == str(admin)
+            stream = await anyio.connect_unix(admin)
+            async with stream:
+                await stream.send(b"[" * 1500 + b"\n")
+                answer = await stream.receive()
+            assert b"request nests deeper than 64 levels" in answer
+            assert (await query_status(admin)).pid == os.getpid()
+            await anyio.wait_all_tasks_blocked()
+    assert not admin.exists()
