@@ -9,6 +9,7 @@ fields it does not know (so a ``plugin-host status`` of one version reads the an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup, UNIXSocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from plugin_host._json_limits import TooDeepError, clip, loads_bounded
 from plugin_host._sockets import claim_socket_path, remove_socket_if_ours
 from plugin_host.errors import (
     PluginHostError,
@@ -46,7 +48,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_MAX_LINE = 1 << 20
+# A request is one small object; an answer (a whole host's status) may be large. Both nest a few levels only: the
+# depth bound keeps json.loads from recursing into a RecursionError on a line of "[[[[...".
+MAX_REQUEST_LINE = 64 * 1024
+MAX_ANSWER_LINE = 1 << 20
+MAX_DEPTH = 64
+_EXAMPLE = '{"method": "status"}'
 # A client that connects and never finishes a request must not hold a task forever.
 _IDLE_TIMEOUT = 30.0
 _REQUEST_TIMEOUT = 10.0
@@ -250,25 +257,31 @@ class AdminServer:
             try:
                 while True:
                     with anyio.fail_after(_IDLE_TIMEOUT):
-                        line = await reader.receive_until(b"\n", _MAX_LINE)
+                        line = await reader.receive_until(b"\n", MAX_REQUEST_LINE)
                     answer = await self._answer(line)
                     await stream.send(json.dumps(answer).encode() + b"\n")
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, TimeoutError):
                 pass
             except anyio.DelimiterNotFound:
-                await stream.send(b'{"error": "request line too long"}\n')
+                # The rest of that line is still unread: the connection cannot be resynchronised, so it ends here.
+                error = {"error": f"request line longer than {MAX_REQUEST_LINE} bytes; expected one short JSON line"}
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await stream.send(json.dumps(error).encode() + b"\n")
             except OSError as exc:
                 logger.debug("admin connection failed: %s", exc)
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
+            request = loads_bounded(line, max_depth=MAX_DEPTH)
+        except TooDeepError:
+            return {"error": f"request nests deeper than {MAX_DEPTH} levels; expected one line such as {_EXAMPLE}"}
         except ValueError:
-            return {"error": 'request is not JSON; expected one line such as {"method": "status"}'}
+            return {"error": f"request is not JSON; expected one line such as {_EXAMPLE}"}
         method_name = request.get("method") if isinstance(request, dict) else None
         method = self._methods.get(method_name) if isinstance(method_name, str) else None
         if method is None:
-            return {"error": f"unknown method {method_name!r}; known methods: {', '.join(sorted(self._methods))}"}
+            known = ", ".join(sorted(self._methods))
+            return {"error": f"unknown method {clip(repr(method_name))}; known methods: {known}"}
         try:
             return {"result": await method()}
         except Exception as exc:
@@ -292,7 +305,7 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any
             stream: UNIXSocketStream = await anyio.connect_unix(path)
             async with stream:
                 await stream.send(json.dumps({"method": method}).encode() + b"\n")
-                line = await BufferedByteReceiveStream(stream).receive_until(b"\n", _MAX_LINE)
+                line = await BufferedByteReceiveStream(stream).receive_until(b"\n", MAX_ANSWER_LINE)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise PluginUnavailableError(
             f"no plugin-host is running: nothing answers on admin socket {str(path)!r}"
@@ -302,16 +315,26 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any
         raise PluginTimeoutError(
             f"plugin-host on admin socket {str(path)!r} did not answer within {_REQUEST_TIMEOUT}s"
         ) from exc
-    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound) as exc:
+    except anyio.DelimiterNotFound as exc:
+        raise PluginProtocolError(
+            f"admin socket {str(path)!r} answered a line longer than {MAX_ANSWER_LINE} bytes; expected one JSON line"
+        ) from exc
+    except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
         raise PluginProtocolError(f"admin socket {str(path)!r} closed without a complete answer line") from exc
     try:
-        answer = json.loads(line)
+        answer = loads_bounded(line, max_depth=MAX_DEPTH)
+    except TooDeepError as exc:
+        raise PluginProtocolError(
+            f"admin socket {str(path)!r} answered JSON nested deeper than {MAX_DEPTH} levels"
+        ) from exc
     except ValueError as exc:
         raise PluginProtocolError(f"admin socket {str(path)!r} answered with a line that is not JSON") from exc
     if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
-        raise PluginProtocolError(f"admin socket {str(path)!r} answered {answer!r}; expected result or error")
+        raise PluginProtocolError(
+            f"admin socket {str(path)!r} answered {clip(repr(answer))}; expected an object with result or error"
+        )
     if "error" in answer:
-        raise PluginHostError(f"plugin-host on {str(path)!r}: {answer['error']}")
+        raise PluginHostError(f"plugin-host on {str(path)!r}: {clip(str(answer['error']), 500)}")
     return answer["result"]
 
 

@@ -67,8 +67,14 @@ BAD_PLUGINS = {
     "garbled": ("print('hello there', flush=True); time.sleep(30)", "unrecognized plugin handshake 'hello there'"),
     "appver": ("print('1|9|unix|/x|grpc', flush=True); time.sleep(30)", "unsupported app protocol version 9"),
     "netrpc": ("print('1|2|unix|/x|netrpc', flush=True); time.sleep(30)", "unsupported plugin protocol 'netrpc'"),
-    "nosock": ("print('1|2|unix|/nonexistent.sock|grpc', flush=True); time.sleep(30)", "does not exist"),
-    "exits": ("sys.stderr.write('boom: no config\\n'); sys.exit(3)", r"exited with code 3 .*boom: no config"),
+    "nosock": (
+        "print('1|2|unix|' + os.environ['PLUGIN_UNIX_SOCKET_DIR'] + '/none.sock|grpc', flush=True); time.sleep(30)",
+        "which does not exist",
+    ),
+    "exits": (
+        "sys.stderr.write('boom: no config\\n'); sys.exit(3)",
+        r"exited with status 3 before printing .*boom: no config",
+    ),
     "silent": ("sys.stderr.write('thinking\\n'); sys.stderr.flush(); time.sleep(30)", "start timeout of 1s"),
 }
 
@@ -127,6 +133,39 @@ def test_stderr_lines_are_forwarded_with_hclog_levels(caplog: pytest.LogCaptureF
         ("plugin_host.plugins.demo", logging.WARNING, "disk low free=1G"),
         ("plugin_host.plugins.demo", logging.INFO, "just text"),
     ]
+
+
+def test_deeply_nested_stderr_line_is_logged_as_text(caplog: pytest.LogCaptureFixture) -> None:
+    """A stderr line that looks like hclog JSON but nests thousands deep is logged as plain text, not a crash."""
+    from plugin_host.goplugin._launch_stderr import StderrForwarder
+
+    line = b'{"@message":' + b"[" * 5000
+    with caplog.at_level(logging.DEBUG, logger="plugin_host.plugins.demo"):
+        StderrForwarder("demo").feed(line)
+    assert [r.getMessage() for r in caplog.records] == [line.decode()]
+
+
+@pytest.mark.anyio
+async def test_output_without_newlines_comes_in_bounded_pieces() -> None:
+    """A plugin writing without ever ending its line is read in pieces of at most MAX_LINE bytes, not buffered whole."""
+    from plugin_host.goplugin._launch_os import MAX_LINE, LineReader
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    reader = LineReader(read_end)
+
+    def write_all() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            out.write(b"x" * (2 * MAX_LINE + 5))
+
+    sizes = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, write_all)
+            while (line := await reader.readline()) is not None:
+                sizes.append(len(line))
+    reader.close()
+    assert sizes == [MAX_LINE, MAX_LINE, 5]
 
 
 def _fs_spec(plugin_dir: Path, devices_dir: Path) -> list[PluginSpec]:

@@ -21,7 +21,9 @@ __all__ = [
     "LineReader",
     "Spawned",
     "exit_code",
+    "group_members",
     "open_pidfd",
+    "peek_exit_code",
     "pidfd_exited",
     "process_start_time",
     "signal_process",
@@ -105,6 +107,43 @@ def exit_code(pid: int) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
+def peek_exit_code(pid: int) -> int | None:
+    """The exit code of ``pid`` if it is an exited child of ours, leaving it unreaped (a zombie); else None.
+
+    While the zombie stays, its pid (and so its process group id) cannot be given to another process: the group can
+    still be signalled safely, for grandchildren the plugin left behind.
+    """
+    try:
+        result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    if result is None:
+        return None
+    return result.si_status if result.si_code == os.CLD_EXITED else -result.si_status
+
+
+def group_members(pgid: int, session: int | None = None) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` in ``session`` (default ``pgid``: a plugin leads both).
+
+    Both ids are held by the members: while any is listed, neither number can belong to another group or session.
+    """
+    sid = pgid if session is None else session
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # state, ppid, pgrp, session follow the command name (which may contain ')').
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid and int(fields[3]) == sid:
+            members.append(int(entry.name))
+    return members
+
+
 def open_pidfd(pid: int, start_time: int | None = None) -> int | None:
     """A pidfd for ``pid`` (child or not), or None when it is gone or (``start_time`` given) is another process.
 
@@ -154,8 +193,12 @@ async def wait_exit(pid: int) -> int | None:
     return exit_code(pid)
 
 
+# A plugin that writes without ever ending its line must not grow the host's memory: longer lines come in pieces.
+MAX_LINE = 64 * 1024
+
+
 class LineReader:
-    """Lines from a non-blocking pipe fd; ``None`` at end of file. Owns the fd (``close()``)."""
+    """Lines (of at most :data:`MAX_LINE` bytes) from a non-blocking pipe fd; ``None`` at EOF. Owns the fd."""
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
@@ -164,30 +207,62 @@ class LineReader:
 
     async def readline(self) -> bytes | None:
         """The next line without its newline, or None at EOF (a last unterminated line is returned first)."""
-        while True:
-            index = self._buffer.find(b"\n")
-            if index >= 0:
-                line = bytes(self._buffer[:index])
-                del self._buffer[: index + 1]
-                return line
+        while (line := self._complete_line()) is None:
             if self._eof or self._fd is None:
-                if self._buffer:
-                    line = bytes(self._buffer)
-                    self._buffer.clear()
-                    return line
-                return None
+                return self._last_line()
             await anyio.wait_readable(self._fd)
-            try:
-                chunk = os.read(self._fd, 65536)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                if exc.errno != errno.EIO:
-                    raise
-                chunk = b""
-            if not chunk:
-                self._eof = True
-            self._buffer += chunk
+            self._read_chunk()
+        return line
+
+    def readline_nowait(self) -> bytes | None:
+        """A line already written (or the last one once the writers are gone), without waiting; else None."""
+        while (line := self._complete_line()) is None:
+            if self._eof or self._fd is None:
+                return self._last_line()
+            if not self.pending():
+                return None
+            self._read_chunk()
+        return line
+
+    def _read_chunk(self) -> None:
+        assert self._fd is not None
+        try:
+            chunk = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            chunk = b""
+        if not chunk:
+            self._eof = True
+        self._buffer += chunk
+
+    def _last_line(self) -> bytes | None:
+        if not self._buffer:
+            return None
+        line = bytes(self._buffer)
+        self._buffer.clear()
+        return line
+
+    def _complete_line(self) -> bytes | None:
+        index = self._buffer.find(b"\n", 0, MAX_LINE + 1)
+        if index >= 0:
+            line = bytes(self._buffer[:index])
+            del self._buffer[: index + 1]
+            return line
+        if len(self._buffer) >= MAX_LINE:
+            line = bytes(self._buffer[:MAX_LINE])
+            del self._buffer[:MAX_LINE]
+            return line
+        return None
+
+    def pending(self) -> bool:
+        """Whether the pipe has data (or end of file) waiting to be read."""
+        if self._fd is None:
+            return False
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        return bool(readable)
 
     def close(self) -> None:
         """Close the fd (waiters must be cancelled first)."""

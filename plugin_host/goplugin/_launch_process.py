@@ -1,18 +1,18 @@
 """One plugin process: started with the go-plugin handshake, or reattached by pid; stopped gracefully, then by force.
 
 go-plugin's ``Client.Start`` and ``Client.Kill``: the process gets the magic cookie and the accepted versions in its
-environment, must print its handshake line on stdout within the start timeout, and is asked to exit through
-``GRPCController/Shutdown`` before it is signalled (here SIGTERM, then SIGKILL, each wait bounded).
+environment, must print its handshake line on stdout within the start timeout (an exit before it is reported at once,
+even while a grandchild holds stdout open), and is asked to exit through ``GRPCController/Shutdown`` before it is
+signalled (here SIGTERM, then SIGKILL, each wait bounded). The plugin leads its own session and process group; a
+started plugin is reaped only after whatever it left in that group (grandchildren) was stopped too, so the group id
+cannot have been given to another process in between.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import stat
-from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -23,7 +23,9 @@ from plugin_host.errors import PluginHostError, PluginLaunchError
 from plugin_host.goplugin._launch_os import (
     LineReader,
     exit_code,
+    group_members,
     open_pidfd,
+    peek_exit_code,
     pidfd_exited,
     process_start_time,
     signal_process,
@@ -31,6 +33,13 @@ from plugin_host.goplugin._launch_os import (
     wait_pidfd,
 )
 from plugin_host.goplugin._launch_rpc import shutdown
+from plugin_host.goplugin._launch_socket import (
+    NotItsSocket,
+    SocketDir,
+    check_announced_socket,
+    same_socket,
+    socket_dir_of,
+)
 from plugin_host.goplugin._launch_spec import PluginSpec
 from plugin_host.goplugin._launch_stderr import StderrForwarder, plugin_logger
 from plugin_host.goplugin.handshake import (
@@ -44,7 +53,7 @@ from plugin_host.goplugin.handshake import (
 )
 from plugin_host.state.api import PluginProcessRecord
 
-__all__ = ["PluginProcess", "remove_socket", "signal_group"]
+__all__ = ["PluginProcess", "signal_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +82,11 @@ class PluginProcess:
         self._start_timeout = start_timeout
         self._shutdown_timeout = shutdown_timeout
         self._kill_timeout = kill_timeout
-        self._socket_dir = socket_dir
+        self._socket_base = socket_dir
         self._reattach = reattach
+        # The directory the plugin was told to listen in, and the (device, inode) of the socket it made there.
+        self._own_dir: SocketDir | None = None
+        self._socket_id: tuple[int, int] | None = None
         self.pid = 0
         self.start_time = 0
         self.socket_path = ""
@@ -165,11 +177,12 @@ class PluginProcess:
         return PluginLaunchError(f"plugin {self.spec.name!r} ({self.spec.executable}) {what}", plugin=self.spec.name)
 
     async def _start(self, tg: TaskGroup) -> None:
+        self._own_dir = SocketDir.make(self._socket_base)
         env = {
             **os.environ,
             ENV_MIN_PORT: str(_MIN_PORT),
             ENV_MAX_PORT: str(_MAX_PORT),
-            **handshake_env(unix_socket_dir=self._socket_dir),
+            **handshake_env(unix_socket_dir=os.fspath(self._own_dir.path)),
         }
         spawned = spawn(os.fspath(self.spec.executable), self.spec.args, env)
         self.pid = spawned.pid
@@ -181,7 +194,7 @@ class PluginProcess:
         tg.start_soon(self._watch_exit)
         tg.start_soon(self._forward_stderr, stderr)
         with anyio.move_on_after(self._start_timeout) as scope:
-            line = await stdout.readline()
+            line = await self._handshake_line(stdout)
         if scope.cancelled_caught:
             raise self._error(
                 f"printed no handshake within the start timeout of {self._start_timeout:g}s;"
@@ -190,10 +203,14 @@ class PluginProcess:
         if line is None:
             with anyio.move_on_after(2):
                 await self._exited.wait()
-                await self._stderr_done.wait()
+            # A grandchild may hold stderr open forever: wait for what the plugin wrote, not for the end of the pipe.
+            for _ in range(100):
+                if self._stderr_done.is_set() or not stderr.pending():
+                    break
+                await anyio.sleep(0.01)
             code = "unknown" if self.exit_code is None else str(self.exit_code)
             raise self._error(
-                f"exited with code {code} before its handshake (expected a line like"
+                f"exited with status {code} before printing a handshake (expected a line like"
                 f" {CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|/path/plugin.sock|grpc on stdout);"
                 f" stderr: {self._stderr.tail()}"
             )
@@ -208,10 +225,36 @@ class PluginProcess:
             )
         if handshake.protocol != PROTOCOL_GRPC:
             raise self._error(f"speaks protocol {handshake.protocol!r}; expected {PROTOCOL_GRPC!r}")
-        if not _is_socket(handshake.address):
-            raise self._error(f"announced socket {handshake.address!r}, which does not exist or is not a socket")
+        try:
+            self._socket_id = check_announced_socket(handshake.address, self._own_dir, self.pid)
+        except NotItsSocket as exc:
+            # Not dialled, not sent Shutdown, not removed: it may be the admin socket or another plugin's.
+            raise self._error(f"announced socket {handshake.address!r}, {exc}; refused, left untouched") from None
         self.socket_path = handshake.address
         tg.start_soon(self._drain_stdout, stdout)
+
+    async def _handshake_line(self, stdout: LineReader) -> bytes | None:
+        """The first stdout line, or None once the plugin exited without one.
+
+        The plugin's exit ends the wait, not only the end of its stdout: a grandchild it left behind may hold that
+        pipe open for as long as it lives.
+        """
+        line: bytes | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                nonlocal line
+                line = await stdout.readline()
+                tg.cancel_scope.cancel()
+
+            async def leader_exit() -> None:
+                await self._exited.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(read)
+            tg.start_soon(leader_exit)
+        # A handshake printed just before exiting is already in the pipe.
+        return line if line is not None else stdout.readline_nowait()
 
     def _attach(self, record: PluginProcessRecord) -> None:
         # Not our child (its host is gone), so there is no pidfd from spawn and waitpid cannot wait for it.
@@ -219,6 +262,8 @@ class PluginProcess:
         if self._pidfd is None:
             raise self._error(f"process {record.pid} of an earlier run is gone (or its pid was reused)")
         self.pid, self.start_time, self.socket_path = record.pid, record.start_time, record.socket_path
+        # Checked when an earlier host launched it; only a socket in one of our directories will be removed.
+        self._own_dir = socket_dir_of(record.socket_path, self._socket_base)
         assert self._tg is not None
         self._tg.start_soon(self._watch_exit)
         # Its stdout and stderr were pipes to the host that started it; nothing of them is left to forward.
@@ -232,7 +277,8 @@ class PluginProcess:
 
     def _on_exit(self) -> None:
         if not self._exited.is_set():
-            self.exit_code = exit_code(self.pid)  # reaps it when it is our child; None otherwise
+            # Not reaped yet (see _stop): None for a process that is not our child (reattached).
+            self.exit_code = peek_exit_code(self.pid)
             self._exited.set()
 
     async def _wait_exited(self, limit: float) -> None:
@@ -256,9 +302,9 @@ class PluginProcess:
     # --- stop -----------------------------------------------------------------------------------------------------
 
     async def _stop(self) -> None:
-        """Shutdown RPC, then SIGTERM, then SIGKILL (to the process group), each wait bounded; remove the socket."""
+        """Shutdown RPC, then SIGTERM, then SIGKILL (to the process group), each wait bounded; remove its directory."""
         if self._pidfd is not None and not self.exited:
-            if self.socket_path and await shutdown(self.socket_path, limit=self._shutdown_timeout):
+            if self._may_dial() and await shutdown(self.socket_path, limit=self._shutdown_timeout):
                 await self._wait_exited(self._shutdown_timeout)
             for signum in (signal.SIGTERM, signal.SIGKILL):
                 if self.exited:
@@ -268,8 +314,33 @@ class PluginProcess:
                 await self._wait_exited(self._kill_timeout)
             if not self.exited:
                 logger.error("plugin %r (pid %d) did not exit after SIGKILL", self.spec.name, self.pid)
-        if self.socket_path and self.exited:
-            remove_socket(self.socket_path)
+        if self._pidfd is not None and self.exited:
+            await self._stop_leftovers()
+            exit_code(self.pid)  # reap it: only now may its pid, and so its group id, be given to another process
+        if self._own_dir is not None and (self._pidfd is None or self.exited):
+            self._own_dir.remove()
+
+    async def _stop_leftovers(self) -> None:
+        """SIGTERM, then SIGKILL, the processes the plugin left in its process group (grandchildren)."""
+        # Safe while the leader is our unreaped zombie: its group id cannot have been reused. A reattached leader was
+        # reaped by another parent; its group is still its own while members hold the id, and nobody else runs as
+        # that pid (a live process there means the number was given away: not ours to signal).
+        if process_start_time(self.pid) is not None or not group_members(self.pid):
+            return
+        logger.info("plugin %r (pid %d) exited leaving processes in its group; stopping them", self.spec.name, self.pid)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            signal_group(self.pid, signum)
+            with anyio.move_on_after(self._kill_timeout):
+                await _wait_group_gone(self.pid)
+                return
+        if group_members(self.pid):
+            logger.error("processes of plugin %r's group %d survived SIGKILL", self.spec.name, self.pid)
+
+    def _may_dial(self) -> bool:
+        """Whether the socket is still the one the plugin made (a reattached one was checked by its first host)."""
+        if not self.socket_path:
+            return False
+        return self._socket_id is None or same_socket(self.socket_path, self._socket_id)
 
 
 def signal_group(pid: int, signum: signal.Signals) -> None:
@@ -280,15 +351,13 @@ def signal_group(pid: int, signum: signal.Signals) -> None:
         signal_process(pid, signum)
 
 
-def _is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(Path(path).stat().st_mode)
-    except OSError:
-        return False
-
-
-def remove_socket(path: str) -> None:
-    """Remove a socket a dead plugin left behind (a plugin killed by SIGKILL cannot remove its own)."""
-    with contextlib.suppress(FileNotFoundError):
-        if _is_socket(path):
-            os.unlink(path)
+async def _wait_group_gone(pgid: int) -> None:
+    """Wait until process group ``pgid`` has no live member (they are not our children: watch each by pidfd)."""
+    while members := group_members(pgid):
+        pidfd = open_pidfd(members[0])
+        if pidfd is None:
+            continue
+        try:
+            await wait_pidfd(pidfd)
+        finally:
+            os.close(pidfd)

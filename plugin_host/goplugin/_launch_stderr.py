@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from typing import Any
+
+from plugin_host._json_limits import loads_bounded
 
 __all__ = ["StderrForwarder", "plugin_logger"]
 
@@ -17,6 +18,7 @@ _HCLOG_LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+_MAX_DEPTH = 16
 _PREFIXES = (
     ("[TRACE]", logging.DEBUG),
     ("[DEBUG]", logging.DEBUG),
@@ -36,7 +38,8 @@ def _hclog(line: str) -> tuple[int, str] | None:
     if not line.startswith("{"):
         return None
     try:
-        entry: Any = json.loads(line)
+        # hclog writes flat objects; anything nested deeper is not one (and must not recurse into a RecursionError).
+        entry: Any = loads_bounded(line, max_depth=_MAX_DEPTH)
     except ValueError:
         return None
     if not isinstance(entry, dict) or "@message" not in entry:

@@ -1,10 +1,12 @@
 """PluginLauncher: run external device plugins as HashiCorp go-plugin processes, the way a Nomad agent does.
 
 For each :class:`PluginSpec` the launcher starts the executable with go-plugin's environment (magic cookie,
-``PLUGIN_PROTOCOL_VERSIONS``, ...), reads and checks its handshake line, waits until ``grpc.health.v1.Health``
-says service ``plugin`` is SERVING, checks ``PluginInfo`` (type ``device``), sends ``SetConfig`` and hands a
-:class:`~plugin_host.device.DevicePluginClient` to the :class:`~plugin_host.device.DeviceManager`, which registers
-the plugin (type ``device``) in the registry. Each plugin's stderr goes to the logger ``plugin_host.plugins.<name>``.
+``PLUGIN_PROTOCOL_VERSIONS``, a fresh ``PLUGIN_UNIX_SOCKET_DIR`` of its own, ...), reads and checks its handshake
+line (the socket it names must be one the plugin made in that directory, else it is refused untouched), waits until
+``grpc.health.v1.Health`` says service ``plugin`` is SERVING, checks ``PluginInfo`` (type ``device``), sends
+``SetConfig`` and hands a :class:`~plugin_host.device.DevicePluginClient` to the
+:class:`~plugin_host.device.DeviceManager`, which registers the plugin (type ``device``) in the registry.
+Each plugin's stderr goes to the logger ``plugin_host.plugins.<name>``.
 
 Crashes. When a plugin process exits, the launcher removes it from the DeviceManager (its devices and its
 registration go away, as Nomad's instance manager clears a plugin's devices when its fingerprint fails) and starts
@@ -20,9 +22,10 @@ from the same executable and answers Health is reattached instead of started a s
 (if still alive) and a fresh one started.
 
 Stopping. Leaving the launcher stops each plugin (``GRPCController/Shutdown``, then SIGTERM, then SIGKILL to its
-process group, each wait bounded), removes its socket and deletes its record: a normal host stop stops its plugins.
-Only when the host dies without stopping them (a crash, SIGKILL — or :meth:`PluginLauncher.leave_running` in tests
-and hand-overs) do processes and records remain, and the next launcher reattaches to them.
+process group, each wait bounded), removes its socket directory and deletes its record: a normal host stop stops
+its plugins. Only when the host dies without stopping them (a crash, SIGKILL — or
+:meth:`PluginLauncher.leave_running` in tests and hand-overs) do processes and records remain, and the next
+launcher reattaches to them.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ from plugin_host.device import DeviceManager, DevicePluginClient
 from plugin_host.driver.client import DriverPluginClient
 from plugin_host.errors import ConfigError, PluginHostError, PluginLaunchError, PluginNotFoundError
 from plugin_host.goplugin._launch_os import process_start_time, wait_exit
-from plugin_host.goplugin._launch_process import PluginProcess, remove_socket, signal_group
+from plugin_host.goplugin._launch_process import PluginProcess, signal_group
 from plugin_host.goplugin._launch_rpc import health_status, plugin_type
+from plugin_host.goplugin._launch_socket import socket_dir_of
 from plugin_host.goplugin._launch_spec import PluginSpec, plugin_specs_from_dir
 from plugin_host.state.api import PluginProcessRecord, PluginProcessStore
 
@@ -376,8 +380,9 @@ class PluginLauncher:
                     with anyio.move_on_after(self._kill_timeout):
                         await wait_exit(record.pid)  # reaps it too when it was our child
                         break
-            if record.socket_path:
-                remove_socket(record.socket_path)
+            # Only a directory of ours is removed: the record's socket is never unlinked where it may be another's.
+            if record.socket_path and (directory := socket_dir_of(record.socket_path, self._socket_dir)) is not None:
+                directory.remove()
             if self._state is not None:
                 await self._state.delete_plugin_process(record.name)
 

@@ -1,8 +1,9 @@
 """The raw-exec executor: a tiny process between the driver and the task, as Nomad's executor is.
 
 Run as ``python -S _executor.py STATUS_FILE WORKDIR READY_FD -- COMMAND [ARGS...]``. It starts the command (in the
-executor's session, with default signal dispositions), reports ``started <pid> <start_time>`` or ``error <text>`` on
-READY_FD, records the task in STATUS_FILE (JSON), waits for it and records its exit there. Because the executor
+executor's session, leading its own process group, with default signal dispositions), reports
+``started <pid> <start_time>`` or ``error <text>`` on READY_FD, records the task in STATUS_FILE (JSON), waits for it
+and records its exit there. Because the executor
 outlives the host that started it, a restarted host learns the task's exit code from the status file.
 
 Standard library only, and nothing from plugin_host: it starts with ``-S`` to stay fast.
@@ -43,7 +44,8 @@ def main(argv: list[str]) -> int:
     with os.fdopen(ready_fd, "w", encoding="utf-8") as ready:
         try:
             os.chdir(workdir)
-            pid = os.posix_spawnp(command[0], command, dict(os.environ), setsigdef=_FORWARDED)
+            # Its own process group, so that what it leaves behind can be killed with it (and not the executor).
+            pid = os.posix_spawnp(command[0], command, dict(os.environ), setsigdef=_FORWARDED, setpgroup=0)
         except OSError as exc:
             ready.write(f"error {exc.strerror or exc}\n")
             return 127

@@ -21,7 +21,14 @@ import msgpack
 from plugin_host._text import truncated
 from plugin_host.driver.api import ExitResult, TaskConfig, TaskState, TaskStatus
 from plugin_host.errors import DriverError
-from plugin_host.goplugin._launch_os import exit_code, open_pidfd, pidfd_exited, process_start_time, wait_pidfd
+from plugin_host.goplugin._launch_os import (
+    exit_code,
+    group_members,
+    open_pidfd,
+    pidfd_exited,
+    process_start_time,
+    wait_pidfd,
+)
 
 __all__ = ["DRIVER_STATE_VERSION", "ExecutorState", "RawExecTask"]
 
@@ -132,8 +139,10 @@ class RawExecTask:
         return False
 
     async def stop(self, timeout: float, signum: int) -> None:  # noqa: ASYNC109 - the task's grace period (Nomad API), not a deadline on this call
-        """``signum``, then SIGKILL after ``timeout`` seconds; returns once the executor recorded the exit."""
+        """``signum``, then SIGKILL after ``timeout`` seconds; returns once the executor recorded the exit, with
+        what the task left in its process group killed too."""
         if not self.running:
+            self.kill_leftovers()
             return
         self.signal(signum)
         with anyio.move_on_after(timeout):
@@ -144,6 +153,17 @@ class RawExecTask:
                 await self.wait()
         if self.running:
             raise DriverError(f"raw-exec: task {truncated(self.config.id)} did not exit after SIGKILL")
+        self.kill_leftovers()
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL the processes the exited task left in its process group, as Nomad's executor kills the task's group
+        once it stops it (hashicorp/nomad#3572)."""
+        # Listed members hold the group id (the task's pid) and session id (the executor's): neither can be another's.
+        # A task started by an older executor shares the executor's group and lists none here.
+        if self.running or not group_members(self.state.pid, self.state.executor_pid):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.state.pid, signal.SIGKILL)
 
     def status(self) -> TaskStatus:
         """What ``inspect_task`` reports."""
