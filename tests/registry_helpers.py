@@ -58,15 +58,15 @@ class RegistryModel:
         return [newest[name][1] for name in sorted(newest)]
 
 
-def churn_ops(seed: int, count: int) -> list[tuple[str, PluginInfo]]:
-    """A deterministic sequence of register/deregister operations over a few names and allocs."""
+def churn_ops(seed: int, count: int, prefix: str = "") -> list[tuple[str, PluginInfo]]:
+    """A deterministic sequence of register/deregister operations over a few names (``prefix`` first) and allocs."""
     import random
 
     rng = random.Random(seed)
     ops: list[tuple[str, PluginInfo]] = []
     for _ in range(count):
         info = make_info(
-            name=f"p{rng.randrange(4)}",
+            name=f"{prefix}p{rng.randrange(4)}",
             alloc_id=f"a{rng.randrange(3)}",
             version=str(rng.randrange(3)),
         )
@@ -82,3 +82,8 @@ def apply_ops(model: RegistryModel, ops: list[tuple[str, PluginInfo]]) -> Regist
         else:
             model.deregister(info.type, info.name, info.alloc_id)
     return model
+
+
+def task_ops(seed: int, task: int, count: int) -> list[tuple[str, PluginInfo]]:
+    """The churn of one of several concurrent tasks: plugin names of its own (``t<task>p<n>``)."""
+    return churn_ops(seed * 1000 + task, count, prefix=f"t{task}")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_helpers import RegistryModel, apply_ops, churn_ops
+from registry_helpers import RegistryModel, apply_ops, churn_ops, task_ops
 
 from plugin_host import Registry, SqliteStateStore
 
@@ -74,3 +74,54 @@ async def test_sigkill_at_a_random_moment_loses_no_acknowledged_change(tmp_path:
         and {(k[1], k[2]): v[1] for k, v in model.regs.items()} == registrations
     ]
     assert matches, f"state after kill matches neither {acked} nor {acked + 1} acknowledged operations"
+
+
+TASKS = 8
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_sigkill_during_group_commits_loses_no_acknowledged_change(tmp_path: Path, seed: int) -> None:
+    """SIGKILL a child whose 8 tasks churn at once (batched commits): every task's acknowledged changes survive."""
+    path = tmp_path / "state.db"
+    rng = random.Random(seed)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(path), str(seed), str(OPS), str(TASKS)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=CHILD.parent,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        seen = [proc.stdout.readline() for _ in range(rng.randrange(20, 400))]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = "".join(seen).splitlines() + proc.stdout.read().splitlines()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    acked = dict.fromkeys(range(TASKS), 0)
+    for line in lines:
+        task, index = map(int, line.split())
+        assert index == acked[task], f"task {task} acknowledged {index} out of order"
+        acked[task] = index + 1
+    assert sum(acked.values()) > 0
+
+    async with SqliteStateStore(path) as store, Registry(state=store) as registry:
+        listing = await registry.list_plugins("csi-node")
+        last_seq = registry.last_seq
+    seqs = 0
+    for task in range(TASKS):
+        ops = task_ops(seed, task, OPS)
+        assert acked[task] < OPS, "a task finished before the kill; raise OPS"
+        mine = [info for info in listing if info.name.startswith(f"t{task}p")]
+        # The operation of each task in flight at the kill may or may not have committed.
+        candidates = [apply_ops(RegistryModel(), ops[: acked[task] + extra]) for extra in (0, 1)]
+        matching = [m for m in candidates if m.listing("csi-node") == mine]
+        assert matching, f"task {task}: state matches neither {acked[task]} nor {acked[task] + 1} acknowledged ops"
+        seqs += min(m.seq for m in matching)
+    # Every acknowledged change has its event; at most one unacknowledged in-flight change per task on top.
+    assert seqs <= last_seq <= seqs + TASKS

@@ -36,15 +36,26 @@ class Subscriber:
         """True once the buffer overflowed; no more events are queued for this subscriber."""
         return self._lagged
 
-    def push(self, event: PluginUpdateEvent) -> None:
-        """Queue a live event without ever waiting; overflow marks the subscriber lagged."""
+    def push_many(self, events: list[PluginUpdateEvent]) -> bool:
+        """Queue live events (one committed batch, in seq order) without ever waiting, and wake the reader once.
+
+        Returns False once the subscriber is lagged (its buffer overflowed) or closed: it takes no more events.
+        """
         if self._closed or self._lagged:
-            return
-        if len(self._live) >= self._buffer:
+            return False
+        room = self._buffer - len(self._live)
+        if len(events) > room:
+            self._live.extend(events[:room])
             self._lagged = True
         else:
-            self._live.append(event)
+            self._live.extend(events)
         self._wake()
+        return not self._lagged
+
+    @property
+    def last_pushed(self) -> int:
+        """The seq of the newest event queued for (or delivered to) this subscriber."""
+        return self._live[-1].seq if self._live else self.last_seq
 
     def close(self) -> None:
         """End iteration once the buffered events are delivered."""

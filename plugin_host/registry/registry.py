@@ -19,9 +19,10 @@ from plugin_host.errors import (
     RegistryClosedError,
 )
 from plugin_host.registry import _validate
+from plugin_host.registry._batch import Intent, Plan
 from plugin_host.registry._subscription import Subscriber, Subscription
-from plugin_host.registry.models import EventType, PluginInfo, PluginUpdateEvent
-from plugin_host.state.api import Change, Delete, RegistryStore, StoredPlugin, Upsert
+from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
+from plugin_host.state.api import Change, RegistryStore, StoredPlugin, Upsert
 from plugin_host.state.memory import MemoryStateStore
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ class Registry:
         self._plugins: dict[str, dict[str, list[StoredPlugin]]] = {}
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._waiters: dict[tuple[str, str], anyio.Event] = {}
-        self._lock = anyio.Lock()
+        # Held while a batch is committed and published, and while a subscriber attaches, so that a subscriber's
+        # replayed history and its live events meet exactly.
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._queue: list[Intent] = []
+        self._leading = False
         self._seq = 0
         self._status = "new"
 
@@ -113,20 +118,7 @@ class Registry:
         """Register ``info``: a new alloc goes first; the same alloc again replaces it in place (if changed)."""
         self._check_open()
         _validate.plugin_info(info)
-        async with self._lock:
-            self._check_open()
-            entries = self._plugins.get(info.type, {}).get(info.name, [])
-            existing = next((e for e in entries if e.info.alloc_id == info.alloc_id), None)
-            if existing is not None and existing.info == info:
-                return
-            seq = self._seq + 1
-            if existing is None:
-                change: Change = Upsert(position=seq, info=info)
-                event_type = EventType.REGISTERED
-            else:
-                change = Upsert(position=existing.position, info=info)
-                event_type = EventType.UPDATED
-            await self._commit(change, PluginUpdateEvent(seq=seq, event_type=event_type, info=info))
+        await self._submit(Intent(info=info))
 
     async def deregister_plugin(self, ptype: str, name: str, alloc_id: str) -> None:
         """Remove the registration of ``alloc_id``; unknown names or allocs are a no-op with no event."""
@@ -134,22 +126,58 @@ class Registry:
         _validate.require("ptype", ptype)
         _validate.require("name", name)
         _validate.require("alloc_id", alloc_id)
-        async with self._lock:
-            self._check_open()
-            entries = self._plugins.get(ptype, {}).get(name, [])
-            existing = next((e for e in entries if e.info.alloc_id == alloc_id), None)
-            if existing is None:
-                return
-            event = PluginUpdateEvent(seq=self._seq + 1, event_type=EventType.DEREGISTERED, info=existing.info)
-            await self._commit(Delete(ptype=ptype, name=name, alloc_id=alloc_id), event)
+        await self._submit(Intent(key=(ptype, name, alloc_id)))
 
-    async def _commit(self, change: Change, event: PluginUpdateEvent) -> None:
-        # Once the store has the change, memory and subscribers must get it too, even if the caller is cancelled.
+    async def _submit(self, intent: Intent) -> None:
+        """Group commit: queue ``intent``; the first caller of a round commits everything queued in one transaction.
+
+        The caller that finds no commit in flight leads: it takes every queued intent (its own first), turns them
+        into changes against the committed state, commits them as one batch (one fsync), applies and publishes them
+        in seq order, wakes their callers, and hands the lead to the oldest intent queued meanwhile. Callers wait
+        shielded: once queued, an intent is committed or failed, never abandoned halfway.
+        """
+        self._queue.append(intent)
         with anyio.CancelScope(shield=True):
-            await self._store.commit(change, event)
-            self._apply(change)
-            self._seq = event.seq
-            self._publish(event)
+            if self._leading:
+                await intent.woken.wait()
+                if not intent.leads:
+                    intent.raise_failure()
+                    return
+            self._leading = True
+            try:
+                batch, self._queue = self._queue, []
+                await self._commit_batch(batch)
+            finally:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.leads = True
+                    successor.woken.set()
+                else:
+                    self._leading = False
+        intent.raise_failure()
+
+    async def _commit_batch(self, batch: list[Intent]) -> None:
+        async with self._lock:
+            if self._status == "closed":
+                for intent in batch:
+                    intent.finish(RegistryClosedError("the Registry was shut down and takes no more calls"))
+                return
+            plan = Plan(self._plugins, self._seq)
+            for intent in batch:
+                plan.add(intent)
+            if plan.commits:
+                try:
+                    await self._store.commit(plan.commits)
+                except BaseException as exc:
+                    for intent in batch:
+                        intent.finish(exc)
+                    raise
+                for change, _ in plan.commits:
+                    self._apply(change)
+                self._seq = plan.seq
+                self._publish([event for _, event in plan.commits])
+            for intent in batch:
+                intent.finish(None)
 
     def _apply(self, change: Change) -> None:
         if isinstance(change, Upsert):
@@ -171,20 +199,21 @@ class Registry:
             else:
                 by_name.pop(change.name, None)
 
-    def _publish(self, event: PluginUpdateEvent) -> None:
-        subscribers = self._subscribers.get(event.info.type)
-        if not subscribers:
-            return
-        lagged = []
-        for subscriber in subscribers:
-            subscriber.push(event)
-            if subscriber.lagged:
-                lagged.append(subscriber)
-        for subscriber in lagged:
-            subscribers.discard(subscriber)
-            logger.warning(
-                "a subscriber to %r events lagged behind and was dropped at seq %d", event.info.type, event.seq
-            )
+    def _publish(self, events: list[PluginUpdateEvent]) -> None:
+        """Hand a committed batch to the subscribers of each event's type, in seq order; never waits."""
+        by_type: dict[str, list[PluginUpdateEvent]] = {}
+        for event in events:
+            by_type.setdefault(event.info.type, []).append(event)
+        for ptype, typed in by_type.items():
+            subscribers = self._subscribers.get(ptype)
+            if not subscribers:
+                continue
+            lagged = [subscriber for subscriber in subscribers if not subscriber.push_many(typed)]
+            for subscriber in lagged:
+                subscribers.discard(subscriber)
+                logger.warning(
+                    "a subscriber to %r events lagged behind and was dropped at seq %d", ptype, subscriber.last_pushed
+                )
 
     # --- queries --------------------------------------------------------------------------------------------------
 

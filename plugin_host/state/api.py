@@ -1,6 +1,6 @@
-"""What the registry needs from a state store: load everything once, commit one change per mutation, replay events.
+"""What the registry needs from a state store: load everything once, commit batches of changes, replay events.
 
-Each mutation is one transaction holding the registration change *and* its event, so the registrations and the
+Each batch is one transaction holding the registration changes *and* their events, so the registrations and the
 event log can never disagree, whatever instant the process dies at.
 """
 
@@ -79,8 +79,12 @@ class RegistryStore(Protocol):
         """Every stored registration (any order) and the last event seq."""
         ...
 
-    async def commit(self, change: Change, event: PluginUpdateEvent) -> None:
-        """Apply ``change`` and append ``event`` atomically; durable when this returns."""
+    async def commit(self, commits: Sequence[tuple[Change, PluginUpdateEvent]]) -> None:
+        """Apply every change and append every event, in order, in one transaction; durable when this returns.
+
+        The registry hands over a batch (group commit): every mutation queued while the previous batch was being
+        committed. Either all of it is durable or none of it, and the events' seqs follow each other.
+        """
         ...
 
     async def events_since(self, ptype: str, since: int) -> EventHistory:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from plugin_host.registry.models import PluginUpdateEvent
 from plugin_host.state.api import (
@@ -32,15 +33,16 @@ class MemoryStateStore:
         """Every registration held and the last seq."""
         return RegistrySnapshot(plugins=list(self._plugins.values()), last_seq=self._last_seq)
 
-    async def commit(self, change: Change, event: PluginUpdateEvent) -> None:
-        """Apply the change and record the event."""
-        if isinstance(change, Upsert):
-            info = change.info
-            self._plugins[(info.type, info.name, info.alloc_id)] = StoredPlugin(change.position, info)
-        else:
-            self._plugins.pop((change.ptype, change.name, change.alloc_id), None)
-        self._events.append(event)
-        self._last_seq = event.seq
+    async def commit(self, commits: Sequence[tuple[Change, PluginUpdateEvent]]) -> None:
+        """Apply the changes and record the events, in order."""
+        for change, event in commits:
+            if isinstance(change, Upsert):
+                info = change.info
+                self._plugins[(info.type, info.name, info.alloc_id)] = StoredPlugin(change.position, info)
+            else:
+                self._plugins.pop((change.ptype, change.name, change.alloc_id), None)
+            self._events.append(event)
+            self._last_seq = event.seq
 
     async def events_since(self, ptype: str, since: int) -> EventHistory:
         """Retained events of ``ptype`` after ``since``."""

@@ -1,4 +1,4 @@
-"""The durable state store: one SQLite file (WAL), one transaction per mutation, O(1) work per change."""
+"""The durable state store: one SQLite file (WAL), one transaction per batch of mutations, O(1) work per change."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -304,33 +304,37 @@ class SqliteStateStore:
             raise self._unreadable(unreadable)
         return RegistrySnapshot(plugins=plugins, last_seq=last_seq, unreadable=unreadable)
 
-    async def commit(self, change: Change, event: PluginUpdateEvent) -> None:
-        """Apply ``change`` and append ``event`` in one transaction; durable when this returns."""
-        await self._run(lambda: self._commit(change, event))
+    async def commit(self, commits: Sequence[tuple[Change, PluginUpdateEvent]]) -> None:
+        """Apply the changes and append their events, in order, in one transaction; durable when this returns."""
+        if commits:
+            await self._run(lambda: self._commit(commits))
 
-    def _commit(self, change: Change, event: PluginUpdateEvent) -> None:
+    def _commit(self, commits: Sequence[tuple[Change, PluginUpdateEvent]]) -> None:
         if self._read_only:
-            raise StateError(f"state file {str(self._path)!r} was opened read-only; cannot record {event.event_type}")
+            raise StateError(
+                f"state file {str(self._path)!r} was opened read-only; cannot record {commits[0][1].event_type}"
+            )
         with self._errors("write to"):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if isinstance(change, Upsert):
-                    info = change.info
+                for change, event in commits:
+                    if isinstance(change, Upsert):
+                        info = change.info
+                        encoded = info.model_dump_json()
+                        conn.execute(_UPSERT, (info.type, info.name, info.alloc_id, change.position, encoded))
+                    else:
+                        conn.execute(
+                            "DELETE FROM plugins WHERE ptype = ? AND name = ? AND alloc_id = ?",
+                            (change.ptype, change.name, change.alloc_id),
+                        )
+                        encoded = event.info.model_dump_json()
                     conn.execute(
-                        _UPSERT, (info.type, info.name, info.alloc_id, change.position, info.model_dump_json())
+                        "INSERT INTO events (seq, ptype, event_type, info) VALUES (?, ?, ?, ?)",
+                        (event.seq, event.info.type, event.event_type.value, encoded),
                     )
-                else:
-                    conn.execute(
-                        "DELETE FROM plugins WHERE ptype = ? AND name = ? AND alloc_id = ?",
-                        (change.ptype, change.name, change.alloc_id),
-                    )
-                conn.execute(
-                    "INSERT INTO events (seq, ptype, event_type, info) VALUES (?, ?, ?, ?)",
-                    (event.seq, event.info.type, event.event_type.value, event.info.model_dump_json()),
-                )
-                # Retention: usually deletes exactly one row, through the primary key.
-                conn.execute("DELETE FROM events WHERE seq <= ?", (event.seq - self._retention,))
+                # Retention: deletes as many rows as the batch added, through the primary key.
+                conn.execute("DELETE FROM events WHERE seq <= ?", (commits[-1][1].seq - self._retention,))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
