@@ -128,9 +128,9 @@ def test_virt_script_without_the_extra_names_it_and_exits_1(installed_venv: Inst
 def test_readme_opens_with_exactly_two_set_up_commands() -> None:
     """The README's first block: an install-and-run command ending in the main job, then the test command."""
     first, second = readme_commands()
-    assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e . && ")
+    assert first.startswith("tools/make-venv && . .venv/bin/activate && pip install -e . && ")
     assert first.endswith("&& plugin-host run --config examples/host.hcl")
-    assert second.startswith("tools/setup-test-env && python3 -m venv .venv && . .venv/bin/activate && ")
+    assert second.startswith("tools/setup-test-env && tools/make-venv && . .venv/bin/activate && ")
     for check in ("pip install -e '.[dev,virt]'", "ruff check .", "ruff format --check .", "mypy", "python -m pytest"):
         assert f"&& {check}" in second, check
 
