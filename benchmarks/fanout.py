@@ -1,9 +1,10 @@
 """Event fan-out: S subscribers x E events, delivered events/s, and the cost of one subscriber that never reads.
 
-The registry publishes into per-subscriber buffers without waiting; a stalled subscriber overflows its own buffer,
-is marked lagged and skipped. This measures that the others do not slow down.
+The registry publishes each committed batch into per-subscriber buffers without waiting, and a subscriber drains
+everything buffered in one wake-up; a stalled subscriber overflows its own buffer, is marked lagged and skipped.
+This measures deliveries per second (target >= 1,000,000) and that the others do not slow down (< 10 %).
 
-    python benchmarks/fanout.py [--subscribers 1000] [--events 10000] [--json]
+    python benchmarks/fanout.py [--subscribers 1000] [--events 10000] [--rounds 3] [--json]
 """
 
 from __future__ import annotations
@@ -74,10 +75,16 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each; the fastest is kept")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    base = await _run(args.subscribers, args.events, stalled=False)
-    with_stalled = await _run(args.subscribers, args.events, stalled=True)
+    # Alternate the two runs and keep each one's fastest round: on a shared 2-core machine one round is noise.
+    bases, stalled = [], []
+    for _ in range(args.rounds):
+        bases.append(await _run(args.subscribers, args.events, stalled=False))
+        stalled.append(await _run(args.subscribers, args.events, stalled=True))
+    base = min(bases, key=lambda r: r["seconds"])
+    with_stalled = min(stalled, key=lambda r: r["seconds"])
     slowdown = with_stalled["seconds"] / base["seconds"] - 1
     result = {
         "subscribers": args.subscribers,
