@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from plugin_host import _wire_logs
 from plugin_host._version import __version__ as __version__
-from plugin_host.config import HostConfig as HostConfig
 from plugin_host.host import PluginHost as PluginHost
+from plugin_host.host_config import HostConfig as HostConfig
 from plugin_host.registry import PLUGIN_TYPE_CSI_CONTROLLER as PLUGIN_TYPE_CSI_CONTROLLER
 from plugin_host.registry import PLUGIN_TYPE_CSI_NODE as PLUGIN_TYPE_CSI_NODE
 from plugin_host.registry import PLUGIN_TYPE_DEVICE as PLUGIN_TYPE_DEVICE

@@ -24,10 +24,10 @@ import anyio
 from plugin_host._version import __version__
 from plugin_host.admin import HostStatus, KubeletExportStatus, PluginStatus, TaskEntry, query_status
 from plugin_host.config.hcl import HclSyntaxError
-from plugin_host.config.host import HostConfig
 from plugin_host.device import DeviceManagerChange, PluginSnapshot, SnapshotChange
 from plugin_host.errors import ConfigError, PluginHostError
 from plugin_host.host import PluginHost
+from plugin_host.host_config import HostConfig
 from plugin_host.state import SqliteStateStore
 
 __all__ = ["main"]

@@ -3,7 +3,7 @@
 ``async with PluginHost(config) as host:`` opens ``<state_dir>/plugin-host.db``, serves each configured built-in
 device plugin on ``<run_dir>/<name>.sock`` (registered as type ``device``, alloc ``"host"``), manages it with a
 :class:`~plugin_host.device.DeviceManager`, and answers ``plugin-host status`` on the admin socket. With a
-``plugin_dir``, a :class:`~plugin_host.goplugin.PluginLauncher` runs each executable in it as an external device
+``plugin_dir``, a :class:`~plugin_host.loader.PluginLauncher` runs each executable in it as an external device
 plugin (go-plugin) on the same DeviceManager, recording its processes in the state file. The registry dispenses
 CSI plugins (``csi-controller``, ``csi-node``) as shared open :class:`~plugin_host.csi.CsiClient` objects that the
 host owns, and a :class:`~plugin_host.csi.CsiManager` (``host.csi``) supervises them; with ``plugins_registry {}``,
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Self, cast
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from plugin_host._builtins import BUILTIN_PLUGINS, BuiltinPlugin
 from plugin_host._version import __version__
 from plugin_host.admin import (
     AdminServer,
@@ -42,18 +41,19 @@ from plugin_host.admin import (
     check_not_running,
 )
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER
-from plugin_host.config.host import HostConfig
 from plugin_host.csi import CsiClients, CsiManager, CsiPluginHealth, PluginWatcher
 from plugin_host.csi.manager import CSI_PLUGIN_TYPES
 from plugin_host.device import DeviceManager, DevicePluginClient, DevicePluginServer, PluginSnapshot
 from plugin_host.device.manager import REGISTRY_ALLOC_ID
 from plugin_host.driver.manager import DriverManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
-from plugin_host.goplugin.launcher import PluginLauncher, plugin_specs_from_config
+from plugin_host.host_config import HostConfig
 from plugin_host.kubelet.api import HEALTHY as KUBELET_HEALTHY
 from plugin_host.kubelet.manager import Manager as KubeletManager
 from plugin_host.kubelet.manager_export import DeviceManagerScanner
 from plugin_host.kubelet.registration_server import KubeletRegistrationServer, is_kubelet_plugin
+from plugin_host.loader.catalog import BUILTIN_PLUGINS, BuiltinPlugin
+from plugin_host.loader.launcher import PluginLauncher, plugin_specs_from_config
 from plugin_host.registry import (
     PLUGIN_TYPE_CSI_CONTROLLER,
     PLUGIN_TYPE_CSI_NODE,

@@ -11,8 +11,8 @@ from csi_helpers import HOSTPATH_NAME, csi_info, serve_hostpath, serve_registrar
 
 from plugin_host import PluginConnectionInfo, PluginHost, PluginInfo
 from plugin_host.admin import query_status
-from plugin_host.config import HostConfig
 from plugin_host.csi import CsiClient, CsiPluginHealth
+from plugin_host.host_config import HostConfig
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from driver_helpers import gated, make_fifo, release, task
 
 from plugin_host.device import DeviceManager
 from plugin_host.driver import DriverManager, DriverPluginClient
-from plugin_host.goplugin.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec
+from plugin_host.loader.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec
 from plugin_host.registry import Registry
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,9 @@ import pytest
 from driver_helpers import gated, make_fifo, release, task
 
 from plugin_host.cli import render_status
-from plugin_host.config import HostConfig
 from plugin_host.errors import ConfigError
 from plugin_host.host import PluginHost
+from plugin_host.host_config import HostConfig
 
 pytestmark = pytest.mark.anyio
 

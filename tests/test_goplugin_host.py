@@ -13,8 +13,8 @@ import pytest
 from test_cli import _Lines, _status_until
 from test_goplugin_launcher import write_fsdevice
 
+from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.state import SqliteStateStore
-from plugin_host.state.api import PluginProcessRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from plugin_host._process import process_start_time
 from plugin_host.device import DeviceManager
-from plugin_host.goplugin._launch_os import process_start_time
-from plugin_host.goplugin.launcher import LaunchStatus, PluginLauncher, plugin_specs_from_dir
+from plugin_host.loader.launcher import LaunchStatus, PluginLauncher, plugin_specs_from_dir
 from plugin_host.registry import Registry
 
 pytestmark = pytest.mark.anyio

@@ -13,12 +13,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from plugin_host._process import process_start_time
 from plugin_host.admin import AdminServer, query_status
 from plugin_host.device import DeviceManager
-from plugin_host.goplugin import _launch_socket
-from plugin_host.goplugin._launch_os import process_start_time
-from plugin_host.goplugin._launch_socket import NotItsSocket, SocketDir, check_announced_socket
-from plugin_host.goplugin.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec, plugin_specs_from_dir
+from plugin_host.loader import _launch_socket
+from plugin_host.loader._launch_socket import NotItsSocket, SocketDir, check_announced_socket
+from plugin_host.loader.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec, plugin_specs_from_dir
 from plugin_host.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,8 +245,8 @@ async def test_host_keeps_its_admin_socket_against_a_plugin_naming_it_and_a_deep
 ) -> None:
     """The issue's two attacks on a real PluginHost: a launched plugin announcing the host's admin socket is refused,
     a request of 1,500 '[' is answered with an error; the admin socket stays and status answers after each."""
-    from plugin_host.config import HostConfig
     from plugin_host.host import PluginHost
+    from plugin_host.host_config import HostConfig
 
     plugins = short_tmp / "plugins"
     plugins.mkdir()

@@ -13,10 +13,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from plugin_host._process import process_start_time
 from plugin_host.device import Device, DeviceManager
 from plugin_host.errors import ConfigError
-from plugin_host.goplugin._launch_os import process_start_time
-from plugin_host.goplugin.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec, plugin_specs_from_dir
+from plugin_host.loader.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec, plugin_specs_from_dir
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, EventType, Registry
 from plugin_host.state import MemoryStateStore, SqliteStateStore
 
@@ -122,7 +122,7 @@ def test_missing_plugin_dir_is_config_error(short_tmp: Path) -> None:
 
 def test_stderr_lines_are_forwarded_with_hclog_levels(caplog: pytest.LogCaptureFixture) -> None:
     """hclog JSON lines keep their level and message; plain lines are logged as they are."""
-    from plugin_host.goplugin._launch_stderr import StderrForwarder
+    from plugin_host.loader._launch_stderr import StderrForwarder
 
     forwarder = StderrForwarder("demo")
     with caplog.at_level(logging.DEBUG, logger="plugin_host.plugins.demo"):
@@ -137,7 +137,7 @@ def test_stderr_lines_are_forwarded_with_hclog_levels(caplog: pytest.LogCaptureF
 
 def test_deeply_nested_stderr_line_is_logged_as_text(caplog: pytest.LogCaptureFixture) -> None:
     """A stderr line that looks like hclog JSON but nests thousands deep is logged as plain text, not a crash."""
-    from plugin_host.goplugin._launch_stderr import StderrForwarder
+    from plugin_host.loader._launch_stderr import StderrForwarder
 
     line = b'{"@message":' + b"[" * 5000
     with caplog.at_level(logging.DEBUG, logger="plugin_host.plugins.demo"):
@@ -148,7 +148,7 @@ def test_deeply_nested_stderr_line_is_logged_as_text(caplog: pytest.LogCaptureFi
 @pytest.mark.anyio
 async def test_output_without_newlines_comes_in_bounded_pieces() -> None:
     """A plugin writing without ever ending its line is read in pieces of at most MAX_LINE bytes, not buffered whole."""
-    from plugin_host.goplugin._launch_os import MAX_LINE, LineReader
+    from plugin_host._process import MAX_LINE, LineReader
 
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
@@ -270,7 +270,7 @@ async def test_restarted_launcher_reattaches_to_running_plugin(short_tmp: Path) 
 @pytest.mark.anyio
 async def test_dead_recorded_process_is_replaced(short_tmp: Path) -> None:
     """A record whose process is gone is not reattached: a fresh process is started and recorded."""
-    from plugin_host.state.api import PluginProcessRecord
+    from plugin_host.loader.store import PluginProcessRecord
 
     (short_tmp / "plugins").mkdir()
     (short_tmp / "devs").mkdir()
@@ -289,8 +289,8 @@ async def test_dead_recorded_process_is_replaced(short_tmp: Path) -> None:
 async def test_host_launches_plugin_dir_plugins_and_stops_them_on_exit(short_tmp: Path) -> None:
     """A PluginHost with a plugin_dir launches its fs-device wrapper: devices appear, it is registered as a device
     plugin and recorded; leaving the host stops the process, removes its socket and forgets its record."""
-    from plugin_host.config import HostConfig
     from plugin_host.host import PluginHost
+    from plugin_host.host_config import HostConfig
 
     (short_tmp / "plugins").mkdir()
     (short_tmp / "devs").mkdir()

@@ -28,10 +28,10 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from plugin_host._proto import plugin as wire
 from plugin_host.device import DevicePluginClient
+from plugin_host.device.plugin import NOT_LAUNCHED_MESSAGE, aserve_device_plugin
 from plugin_host.fsdevice import FsDevice
 from plugin_host.goplugin._stdio import HclogJsonFormatter
 from plugin_host.goplugin.handshake import ENV_UNIX_SOCKET_DIR, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, parse_handshake
-from plugin_host.goplugin.serve import NOT_LAUNCHED_MESSAGE, aserve_device_plugin
 
 pytestmark = pytest.mark.anyio
 

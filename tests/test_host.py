@@ -12,10 +12,9 @@ import pytest
 
 from plugin_host import PLUGIN_TYPE_DEVICE, PluginConnectionInfo, PluginHost, PluginInfo, Registry, SqliteStateStore
 from plugin_host.admin import query_status
-from plugin_host.config import HostConfig
-from plugin_host.config.host import PluginConfig
 from plugin_host.device import DeviceManagerSnapshot, DevicePluginClient, SnapshotChange
 from plugin_host.errors import ConfigError, PluginUnavailableError, SocketInUseError
+from plugin_host.host_config import HostConfig, PluginConfig
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin_host.config import HostConfig
 from plugin_host.errors import ConfigError
+from plugin_host.host_config import HostConfig
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -25,7 +25,7 @@ from plugin_host.admin import (
     query_status,
 )
 from plugin_host.cli import render_status
-from plugin_host.config import HostConfig
+from plugin_host.host_config import HostConfig
 from plugin_host.state import SqliteStateStore
 from plugin_host.state.api import TaskHandleRecord
 

@@ -21,9 +21,10 @@ from conftest import ROOT, InstalledVenv
 
 from plugin_host import __version__
 from plugin_host.cli import READY_PREFIX
+from plugin_host.device.plugin import NOT_LAUNCHED_MESSAGE
+from plugin_host.driver.plugin import NOT_LAUNCHED_MESSAGE as NOT_LAUNCHED_DRIVER_MESSAGE
 from plugin_host.drivers.virt.__main__ import MISSING_EXTRA_MESSAGE
 from plugin_host.goplugin.handshake import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
-from plugin_host.goplugin.serve import NOT_LAUNCHED_DRIVER_MESSAGE, NOT_LAUNCHED_MESSAGE
 
 # The first install builds the venv (pip, a wheel build, the dependencies): slow once per session.
 pytestmark = pytest.mark.timeout(600)

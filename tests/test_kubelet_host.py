@@ -10,9 +10,9 @@ import pytest
 from kubelet_fake import FakeKubelet
 
 from plugin_host import PLUGIN_TYPE_DEVICE, PluginHost
-from plugin_host.config import HostConfig
 from plugin_host.device import DevicePluginClient, Mount
 from plugin_host.errors import DispenseError, PluginNotFoundError
+from plugin_host.host_config import HostConfig
 from plugin_host.kubelet import KubeletMount
 from plugin_host.kubelet._hosted import KubeletDevicePluginClient
 from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL

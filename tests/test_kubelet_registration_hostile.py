@@ -17,8 +17,8 @@ from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin
 
 from plugin_host import PluginHost
 from plugin_host.admin import query_status
-from plugin_host.config import HostConfig
 from plugin_host.errors import ConfigError
+from plugin_host.host_config import HostConfig
 from plugin_host.kubelet.registration_server import KubeletRegistrationServer
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, Registry
 

@@ -248,7 +248,7 @@ def test_loader_refuses_a_pep440_dev_version_with_nomads_message(nomadloader: Pa
         f"#!{sys.executable}\n"
         "from plugin_host.base.api import PluginInfoResponse\n"
         "from plugin_host.fsdevice.plugin import FsDevice\n"
-        "from plugin_host.goplugin.serve import serve_device_plugin\n"
+        "from plugin_host.device.plugin import serve_device_plugin\n"
         "class Pep440(FsDevice):\n"
         "    async def plugin_info(self):\n"
         "        info = await super().plugin_info()\n"

@@ -24,7 +24,7 @@ from plugin_host.driver.api import DriverFingerprint
 from plugin_host.drivers.rawexec import RawExecConfig
 from plugin_host.drivers.virt import VirtConfig, VirtTaskConfig
 from plugin_host.fsdevice.config import FsDeviceConfig
-from plugin_host.goplugin.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec
+from plugin_host.loader.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec
 from plugin_host.registry import Registry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]

@@ -23,6 +23,8 @@ PACKAGES = [
     "plugin_host.fsdevice",
     "plugin_host.kubelet",
     "plugin_host.config",
+    "plugin_host.goplugin",
+    "plugin_host.loader",
 ]
 
 CONTRACT = {

@@ -11,9 +11,9 @@ import sqlite_utils
 from registry_helpers import make_info
 
 from plugin_host import Registry, SqliteStateStore
+from plugin_host.loader.store import PluginProcessRecord, PluginProcessStore
 from plugin_host.state import MemoryStateStore
 from plugin_host.state import _schema as schema
-from plugin_host.state.api import PluginProcessRecord, PluginProcessStore
 
 pytestmark = pytest.mark.anyio
 

@@ -10,9 +10,10 @@ import pytest
 import sqlite_utils
 
 from plugin_host.errors import StateVersionError
+from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.state import MemoryStateStore, SqliteStateStore
 from plugin_host.state import _schema as schema
-from plugin_host.state.api import PluginProcessRecord, TaskHandleRecord, TaskHandleStore
+from plugin_host.state.api import TaskHandleRecord, TaskHandleStore
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from plugin_host._text import shape, truncated
-from plugin_host.config import HostConfig
 from plugin_host.csi._registration import RegistrationRejected, judge
 from plugin_host.errors import ConfigError
+from plugin_host.host_config import HostConfig
 
 
 def test_short_values_are_their_repr() -> None:

@@ -12,10 +12,10 @@ import libvirt
 import pytest
 from virt_helpers import make_image, make_layout, task_config
 
-from plugin_host.config import HostConfig
 from plugin_host.driver.api import TaskState
 from plugin_host.errors import ConfigError
 from plugin_host.host import PluginHost
+from plugin_host.host_config import HostConfig
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,8 @@
-"""Configuration helpers shared across plugin_host: HCL loading, Go-style durations, config validation."""
+"""Configuration helpers shared across plugin_host: HCL loading, Go-style durations, config validation.
+
+The bottom of the configuration: nothing here imports a plugin. The host's own configuration, which validates the
+built-in plugins' ``config {}`` blocks, is :mod:`plugin_host.host_config`.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,6 @@ from plugin_host.config.hcl import load_hcl_file as load_hcl_file
 from plugin_host.config.hcl import loads_hcl as loads_hcl
 from plugin_host.config.hcl import normalize as normalize
 from plugin_host.config.hcl import single_block as single_block
-
-# Last: the host config imports the fs-device config, which needs the helpers above.
-from plugin_host.config.host import HostConfig as HostConfig
 from plugin_host.config.validation import ConfigModel as ConfigModel
 from plugin_host.config.validation import allowed_keys as allowed_keys
 from plugin_host.config.validation import config_error_from_validation as config_error_from_validation
@@ -25,7 +26,6 @@ __all__ = [
     "ConfigModel",
     "Duration",
     "HclSyntaxError",
-    "HostConfig",
     "PositiveDuration",
     "allowed_keys",
     "config_error_from_validation",

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from plugin_host.device.plugin import serve_device_plugin
 from plugin_host.fsdevice.plugin import FsDevice
-from plugin_host.goplugin.serve import serve_device_plugin
 
 __all__ = ["main"]
 

@@ -1,10 +1,8 @@
-"""HashiCorp go-plugin, as Nomad uses it: serve a plugin to a Nomad agent, or launch an external plugin process.
+"""HashiCorp go-plugin, as Nomad uses it: the transport only (handshake, serve, stdio, controller, broker).
 
-A device plugin program is one line (a task driver's likewise, with ``serve_driver_plugin``)::
-
-    from plugin_host.goplugin import serve_device_plugin
-
-    raise SystemExit(serve_device_plugin(MyPlugin()))
+It knows no plugin type: each type's glue serves its handlers through :func:`serve_plugin` (see
+:mod:`plugin_host.device.plugin` and :mod:`plugin_host.driver.plugin`), and launching external plugins is
+:mod:`plugin_host.loader`.
 """
 
 from __future__ import annotations
@@ -16,33 +14,23 @@ from plugin_host.goplugin.handshake import MAGIC_COOKIE_VALUE as MAGIC_COOKIE_VA
 from plugin_host.goplugin.handshake import Handshake as Handshake
 from plugin_host.goplugin.handshake import format_handshake as format_handshake
 from plugin_host.goplugin.handshake import parse_handshake as parse_handshake
-from plugin_host.goplugin.launcher import LaunchState as LaunchState
-from plugin_host.goplugin.launcher import LaunchStatus as LaunchStatus
-from plugin_host.goplugin.launcher import PluginLauncher as PluginLauncher
-from plugin_host.goplugin.launcher import PluginSpec as PluginSpec
-from plugin_host.goplugin.launcher import plugin_specs_from_config as plugin_specs_from_config
-from plugin_host.goplugin.launcher import plugin_specs_from_dir as plugin_specs_from_dir
-from plugin_host.goplugin.serve import aserve_device_plugin as aserve_device_plugin
-from plugin_host.goplugin.serve import aserve_driver_plugin as aserve_driver_plugin
-from plugin_host.goplugin.serve import serve_device_plugin as serve_device_plugin
-from plugin_host.goplugin.serve import serve_driver_plugin as serve_driver_plugin
+from plugin_host.goplugin.serve import HEALTH_SERVICE_NAME as HEALTH_SERVICE_NAME
+from plugin_host.goplugin.serve import aserve_plugin as aserve_plugin
+from plugin_host.goplugin.serve import launched_by_plugin_client as launched_by_plugin_client
+from plugin_host.goplugin.serve import not_launched_message as not_launched_message
+from plugin_host.goplugin.serve import serve_plugin as serve_plugin
 
 __all__ = [
     "APP_PROTOCOL_VERSION",
     "CORE_PROTOCOL_VERSION",
+    "HEALTH_SERVICE_NAME",
     "MAGIC_COOKIE_KEY",
     "MAGIC_COOKIE_VALUE",
     "Handshake",
-    "LaunchState",
-    "LaunchStatus",
-    "PluginLauncher",
-    "PluginSpec",
-    "aserve_device_plugin",
-    "aserve_driver_plugin",
+    "aserve_plugin",
     "format_handshake",
+    "launched_by_plugin_client",
+    "not_launched_message",
     "parse_handshake",
-    "plugin_specs_from_config",
-    "plugin_specs_from_dir",
-    "serve_device_plugin",
-    "serve_driver_plugin",
+    "serve_plugin",
 ]

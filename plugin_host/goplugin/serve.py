@@ -1,13 +1,12 @@
-"""Serve a device or driver plugin to a Nomad agent (or plugin-host's launcher) over HashiCorp go-plugin.
+"""Serve a plugin to a Nomad agent (or plugin-host's launcher) over HashiCorp go-plugin: the transport only.
 
-A plugin program is one line::
-
-    raise SystemExit(serve_device_plugin(MyPlugin()))   # or serve_driver_plugin(MyDriver())
+The caller gives the grpclib handlers of its plugin type (as go-plugin's ``GRPCPlugin.GRPCServer`` registers them):
+:mod:`plugin_host.device.plugin` and :mod:`plugin_host.driver.plugin` wrap this for device plugins and task drivers.
 
 The process speaks go-plugin's serve side: it checks the magic cookie, listens on a fresh Unix socket in a private
-directory, prints the handshake line ``1|2|unix|<socket>|grpc`` on stdout (and nothing else, ever), serves
-``grpc.health.v1.Health`` ("plugin" is SERVING), Nomad's BasePlugin and DevicePlugin (or Driver), and go-plugin's
-GRPCController, GRPCStdio and GRPCBroker, then exits 0 on ``Shutdown``, SIGTERM or SIGINT, removing the socket.
+directory, prints the handshake line ``1|2|unix|<socket>|grpc`` on stdout (and nothing else, ever), serves the
+given handlers with ``grpc.health.v1.Health`` ("plugin" is SERVING) and go-plugin's GRPCController, GRPCStdio and
+GRPCBroker, then exits 0 on ``Shutdown``, SIGTERM or SIGINT, removing the socket.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -29,10 +28,6 @@ from grpclib.health.service import Health
 
 from plugin_host._grpc_server import ClosingServer, Servable, stop_server
 from plugin_host._sockets import bind_unix_socket
-from plugin_host.device.api import DevicePlugin
-from plugin_host.device.server import device_plugin_handlers
-from plugin_host.driver.api import DriverPlugin
-from plugin_host.driver.server import driver_plugin_handlers
 from plugin_host.errors import ConfigError
 from plugin_host.goplugin._broker import BrokerService
 from plugin_host.goplugin._controller import ControllerService, Lifecycle
@@ -50,12 +45,10 @@ from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX
 
 __all__ = [
     "HEALTH_SERVICE_NAME",
-    "NOT_LAUNCHED_MESSAGE",
-    "aserve_device_plugin",
-    "aserve_driver_plugin",
+    "aserve_plugin",
     "launched_by_plugin_client",
-    "serve_device_plugin",
-    "serve_driver_plugin",
+    "not_launched_message",
+    "serve_plugin",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,8 +61,6 @@ _NOT_LAUNCHED = (
     "Nomad or plugin-host launches it and talks to it over a Unix socket. Put it in the agent's plugin_dir\n"
     "and configure it in a plugin block instead.\n"
 )
-NOT_LAUNCHED_MESSAGE = _NOT_LAUNCHED.format(kind="device")
-NOT_LAUNCHED_DRIVER_MESSAGE = _NOT_LAUNCHED.format(kind="driver")
 
 _SOCKET_NAME = "plugin.sock"
 _DRAIN_TIMEOUT = 1.0
@@ -83,6 +74,11 @@ class _ServiceName:
 
     def __mapping__(self) -> dict[str, object]:
         return {f"/{self._name}/-": None}
+
+
+def not_launched_message(kind: str) -> str:
+    """What a plugin program of ``kind`` (``device``, ``driver``) prints when started by hand, not by a client."""
+    return _NOT_LAUNCHED.format(kind=kind)
 
 
 def launched_by_plugin_client(environ: Mapping[str, str]) -> bool:
@@ -153,35 +149,25 @@ async def _stop_when(event: anyio.Event, lifecycle: Lifecycle) -> None:
     lifecycle.stop()
 
 
-async def aserve_device_plugin(
-    plugin: DevicePlugin,
+async def aserve_plugin(
+    handlers: Sequence[Servable],
     *,
+    not_launched: str,
     environ: Mapping[str, str] | None = None,
     stdout: TextIO | None = None,
     stop: anyio.Event | None = None,
 ) -> int:
-    """Serve ``plugin`` over go-plugin until the client calls ``Shutdown`` or ``stop`` is set; the exit code.
+    """Serve ``handlers`` over go-plugin until the client calls ``Shutdown`` or ``stop`` is set; the exit code.
 
     ``environ`` defaults to ``os.environ`` and ``stdout`` (where the handshake line goes) to ``sys.stdout``.
-    Returns 1 without serving when the magic cookie is missing (the message goes to stderr) or the socket cannot be
-    created (logged); 0 after a clean stop. The socket and its directory are removed on every way out.
+    Returns 1 without serving when the magic cookie is missing (``not_launched`` goes to stderr) or the socket
+    cannot be created (logged); 0 after a clean stop. The socket and its directory are removed on every way out.
     """
-    return await _aserve(device_plugin_handlers(plugin), NOT_LAUNCHED_MESSAGE, environ, stdout, stop)
-
-
-async def aserve_driver_plugin(
-    plugin: DriverPlugin,
-    *,
-    environ: Mapping[str, str] | None = None,
-    stdout: TextIO | None = None,
-    stop: anyio.Event | None = None,
-) -> int:
-    """Serve a task driver over go-plugin (BasePlugin and Driver services); as :func:`aserve_device_plugin`."""
-    return await _aserve(driver_plugin_handlers(plugin), NOT_LAUNCHED_DRIVER_MESSAGE, environ, stdout, stop)
+    return await _aserve(handlers, not_launched, environ, stdout, stop)
 
 
 async def _aserve(
-    handlers: list[Servable],
+    handlers: Sequence[Servable],
     not_launched: str,
     environ: Mapping[str, str] | None,
     stdout: TextIO | None,
@@ -266,33 +252,26 @@ async def _watch_signals(stop: anyio.Event, *, task_status: TaskStatus[None]) ->
             stop.set()
 
 
-async def _main(handlers: list[Servable], handshake: TextIO) -> int:
+async def _main(handlers: Sequence[Servable], not_launched: str, handshake: TextIO) -> int:
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         await tg.start(_watch_signals, stop)
-        code = await _aserve(handlers, NOT_LAUNCHED_MESSAGE, None, handshake, stop)
+        code = await _aserve(handlers, not_launched, None, handshake, stop)
         tg.cancel_scope.cancel()
     return code
 
 
-def serve_device_plugin(plugin: DevicePlugin, *, log_level: int | str = "INFO") -> int:
-    """Run ``plugin`` as a go-plugin device plugin process until told to stop; the process exit code.
+def serve_plugin(handlers: Sequence[Servable], *, not_launched: str, log_level: int | str = "INFO") -> int:
+    """Run a go-plugin plugin process serving ``handlers`` until told to stop; the process exit code.
 
     For a program's main: it takes over stdout (the handshake only), logs to stderr as hclog JSON at
-    ``log_level``, and handles SIGTERM and SIGINT. Use ``raise SystemExit(serve_device_plugin(MyPlugin()))``.
+    ``log_level``, and handles SIGTERM and SIGINT. Started without the magic cookie it prints ``not_launched``
+    to stderr and returns 1.
     """
-    return _serve_main(device_plugin_handlers(plugin), NOT_LAUNCHED_MESSAGE, log_level)
+    return _serve_main(handlers, not_launched, log_level)
 
 
-def serve_driver_plugin(plugin: DriverPlugin, *, log_level: int | str = "INFO") -> int:
-    """Run ``plugin`` as a go-plugin task driver process until told to stop; as :func:`serve_device_plugin`.
-
-    Use ``raise SystemExit(serve_driver_plugin(MyDriver()))``.
-    """
-    return _serve_main(driver_plugin_handlers(plugin), NOT_LAUNCHED_DRIVER_MESSAGE, log_level)
-
-
-def _serve_main(handlers: list[Servable], not_launched: str, log_level: int | str) -> int:
+def _serve_main(handlers: Sequence[Servable], not_launched: str, log_level: int | str) -> int:
     if not launched_by_plugin_client(os.environ):
         sys.stderr.write(not_launched)
         sys.stderr.flush()
@@ -300,7 +279,7 @@ def _serve_main(handlers: list[Servable], not_launched: str, log_level: int | st
     handshake = _claim_stdout()
     try:
         _configure_logging(log_level)
-        return anyio.run(_main, handlers, handshake, backend="asyncio")
+        return anyio.run(_main, handlers, not_launched, handshake, backend="asyncio")
     except KeyboardInterrupt:
         return 130
     finally:

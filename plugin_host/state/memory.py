@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.registry.models import PluginUpdateEvent
 from plugin_host.state.api import (
     Change,
     EventHistory,
-    PluginProcessRecord,
     RegistrySnapshot,
     StoredPlugin,
     TaskHandleRecord,

@@ -19,12 +19,12 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from plugin_host.errors import StateError, StateVersionError
+from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
 from plugin_host.state._schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 from plugin_host.state.api import (
     Change,
     EventHistory,
-    PluginProcessRecord,
     RegistrySnapshot,
     StoredPlugin,
     TaskHandleRecord,

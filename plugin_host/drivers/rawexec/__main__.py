@@ -3,8 +3,8 @@ plugin_dir or plugin-host's launcher)."""
 
 from __future__ import annotations
 
+from plugin_host.driver.plugin import serve_driver_plugin
 from plugin_host.drivers.rawexec import RawExecDriver
-from plugin_host.goplugin.serve import serve_driver_plugin
 
 
 def main() -> int:

@@ -18,10 +18,7 @@ from typing import Any
 import anyio
 import msgpack
 
-from plugin_host._text import truncated
-from plugin_host.driver.api import ExitResult, TaskConfig, TaskState, TaskStatus
-from plugin_host.errors import DriverError
-from plugin_host.goplugin._launch_os import (
+from plugin_host._process import (
     exit_code,
     group_members,
     open_pidfd,
@@ -29,6 +26,9 @@ from plugin_host.goplugin._launch_os import (
     process_start_time,
     wait_pidfd,
 )
+from plugin_host._text import truncated
+from plugin_host.driver.api import ExitResult, TaskConfig, TaskState, TaskStatus
+from plugin_host.errors import DriverError
 
 __all__ = ["DRIVER_STATE_VERSION", "ExecutorState", "RawExecTask"]
 

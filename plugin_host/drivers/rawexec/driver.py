@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from plugin_host._process import stat_fields, wait_exit
 from plugin_host._text import shape, truncated
 from plugin_host._version import __version__, go_version
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
@@ -372,9 +373,11 @@ def _open_output(path: str, field: str) -> int:
 
 
 def _wait_start_time(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    # Our unreaped child: even when the executor already exited, its zombie keeps its stat.
+    fields = stat_fields(pid)
+    if fields is None:
+        raise ProcessLookupError(f"process {pid} is gone")
+    return int(fields[19])
 
 
 async def _read_line(fd: int, limit: float) -> str:
@@ -393,19 +396,14 @@ async def _read_line(fd: int, limit: float) -> str:
 
 
 async def _executor_exit(pid: int) -> None:
-    from plugin_host.goplugin._launch_os import wait_exit
-
     await wait_exit(pid)
 
 
 def _proc_sample(pid: int) -> tuple[float, float, int] | None:
     """(user seconds, system seconds, RSS bytes) of a live process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
     return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK, int(fields[21]) * _PAGE
 
 

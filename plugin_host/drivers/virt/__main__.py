@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from plugin_host.goplugin.serve import serve_driver_plugin
+from plugin_host.driver.plugin import serve_driver_plugin
 
 __all__ = ["MISSING_EXTRA_MESSAGE", "main"]
 

@@ -19,8 +19,7 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup
 
-from plugin_host.errors import PluginHostError, PluginLaunchError
-from plugin_host.goplugin._launch_os import (
+from plugin_host._process import (
     LineReader,
     exit_code,
     group_members,
@@ -28,20 +27,12 @@ from plugin_host.goplugin._launch_os import (
     peek_exit_code,
     pidfd_exited,
     process_start_time,
-    signal_process,
+    signal_group,
     spawn,
+    wait_group_gone,
     wait_pidfd,
 )
-from plugin_host.goplugin._launch_rpc import shutdown
-from plugin_host.goplugin._launch_socket import (
-    NotItsSocket,
-    SocketDir,
-    check_announced_socket,
-    same_socket,
-    socket_dir_of,
-)
-from plugin_host.goplugin._launch_spec import PluginSpec
-from plugin_host.goplugin._launch_stderr import StderrForwarder, plugin_logger
+from plugin_host.errors import PluginHostError, PluginLaunchError
 from plugin_host.goplugin.handshake import (
     APP_PROTOCOL_VERSION,
     CORE_PROTOCOL_VERSION,
@@ -51,9 +42,19 @@ from plugin_host.goplugin.handshake import (
     handshake_env,
     parse_handshake,
 )
-from plugin_host.state.api import PluginProcessRecord
+from plugin_host.loader._launch_rpc import shutdown
+from plugin_host.loader._launch_socket import (
+    NotItsSocket,
+    SocketDir,
+    check_announced_socket,
+    same_socket,
+    socket_dir_of,
+)
+from plugin_host.loader._launch_spec import PluginSpec
+from plugin_host.loader._launch_stderr import StderrForwarder, plugin_logger
+from plugin_host.loader.store import PluginProcessRecord
 
-__all__ = ["PluginProcess", "signal_group"]
+__all__ = ["PluginProcess"]
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ class PluginProcess:
         for signum in (signal.SIGTERM, signal.SIGKILL):
             signal_group(self.pid, signum)
             with anyio.move_on_after(self._kill_timeout):
-                await _wait_group_gone(self.pid)
+                await wait_group_gone(self.pid)
                 return
         if group_members(self.pid):
             logger.error("processes of plugin %r's group %d survived SIGKILL", self.spec.name, self.pid)
@@ -341,23 +342,3 @@ class PluginProcess:
         if not self.socket_path:
             return False
         return self._socket_id is None or same_socket(self.socket_path, self._socket_id)
-
-
-def signal_group(pid: int, signum: signal.Signals) -> None:
-    # The plugin leads its own session, so its group also holds any children it started (a wrapper script's).
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        signal_process(pid, signum)
-
-
-async def _wait_group_gone(pgid: int) -> None:
-    """Wait until process group ``pgid`` has no live member (they are not our children: watch each by pidfd)."""
-    while members := group_members(pgid):
-        pidfd = open_pidfd(members[0])
-        if pidfd is None:
-            continue
-        try:
-            await wait_pidfd(pidfd)
-        finally:
-            os.close(pidfd)

@@ -1,8 +1,9 @@
-"""Operating-system primitives of the launcher: spawn, identify, watch, signal and reap a plugin process (Linux).
+"""Operating-system primitives for processes that outlive their parent: spawn, identify, watch, signal and reap
+(Linux). Used by the loader (plugin processes) and by raw-exec (task executors); imports nothing of plugin_host.
 
 Processes are spawned with ``os.posix_spawn`` and watched through a pidfd rather than through ``asyncio``'s
-subprocess transports: a transport kills its child when it is collected, and a plugin must be able to outlive the
-launcher that started it (reattach), and be watched by a launcher that did not start it.
+subprocess transports: a transport kills its child when it is collected, and a plugin (or a task) must be able to
+outlive the host that started it (reattach), and be watched by a host that did not start it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ __all__ = [
     "peek_exit_code",
     "pidfd_exited",
     "process_start_time",
+    "signal_group",
     "signal_process",
     "spawn",
+    "stat_fields",
     "wait_exit",
+    "wait_group_gone",
     "wait_pidfd",
 ]
 
@@ -70,10 +74,11 @@ def spawn(executable: str, args: Sequence[str], env: Mapping[str, str]) -> Spawn
     return Spawned(pid=pid, stdout=out_r, stderr=err_r)
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks since boot), or None when no live process.
+def stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` from field 3 (state) on, or None when there is no such process.
 
-    A zombie counts as gone. Together with the pid, the start time identifies a process: a reused pid has another.
+    A zombie still has them. Index ``i`` here is field ``i + 3`` of proc(5): 0 state, 2 process group, 3 session,
+    11 utime, 12 stime, 19 start time, 21 RSS pages.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -81,8 +86,16 @@ def process_start_time(pid: int) -> int | None:
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses; the fields after its last ')' are fixed.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks since boot), or None when no live process.
+
+    A zombie counts as gone. Together with the pid, the start time identifies a process: a reused pid has another.
+    """
+    fields = stat_fields(pid)
+    if fields is None or fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
 
@@ -132,16 +145,33 @@ def group_members(pgid: int, session: int | None = None) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+        fields = stat_fields(int(entry.name))
+        if fields is None:
             continue
-        # state, ppid, pgrp, session follow the command name (which may contain ')').
-        fields = stat[stat.rindex(b")") + 2 :].split()
         if fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid and int(fields[3]) == sid:
             members.append(int(entry.name))
     return members
+
+
+def signal_group(pid: int, signum: signal.Signals) -> None:
+    """Signal the process group ``pid`` leads, or the process alone when it leads none (or it is not ours)."""
+    # A plugin leads its own session, so its group also holds any children it started (a wrapper script's).
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        signal_process(pid, signum)
+
+
+async def wait_group_gone(pgid: int) -> None:
+    """Wait until process group ``pgid`` has no live member (they are not our children: watch each by pidfd)."""
+    while members := group_members(pgid):
+        pidfd = open_pidfd(members[0])
+        if pidfd is None:
+            continue
+        try:
+            await wait_pidfd(pidfd)
+        finally:
+            os.close(pidfd)
 
 
 def open_pidfd(pid: int, start_time: int | None = None) -> int | None:

@@ -22,11 +22,11 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from plugin_host._builtins import BUILTIN_PLUGINS
 from plugin_host._text import truncated
 from plugin_host.config.hcl import labeled_blocks, load_hcl_file, single_block
 from plugin_host.config.validation import CommandArgument, ConfigModel, ConfigPath
 from plugin_host.errors import ConfigError
+from plugin_host.loader.catalog import BUILTIN_PLUGINS
 
 __all__ = [
     "HostConfig",

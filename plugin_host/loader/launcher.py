@@ -1,11 +1,15 @@
-"""PluginLauncher: run external device plugins as HashiCorp go-plugin processes, the way a Nomad agent does.
+"""PluginLauncher: run external device plugins and task drivers as HashiCorp go-plugin processes, as a Nomad agent does.
 
 For each :class:`PluginSpec` the launcher starts the executable with go-plugin's environment (magic cookie,
 ``PLUGIN_PROTOCOL_VERSIONS``, a fresh ``PLUGIN_UNIX_SOCKET_DIR`` of its own, ...), reads and checks its handshake
 line (the socket it names must be one the plugin made in that directory, else it is refused untouched), waits until
 ``grpc.health.v1.Health`` says service ``plugin`` is SERVING, checks ``PluginInfo`` (type ``device``), sends
 ``SetConfig`` and hands a :class:`~plugin_host.device.DevicePluginClient` to the
-:class:`~plugin_host.device.DeviceManager`, which registers the plugin (type ``device``) in the registry.
+:class:`~plugin_host.device.DeviceManager`, which registers the plugin (type ``device``) in the registry. A plugin
+of type ``driver`` goes to the :class:`~plugin_host.driver.DriverManager` the same way, when one is given. Each type's
+client and its configuration steps are that type's go-plugin glue (:mod:`plugin_host.device.plugin`,
+:mod:`plugin_host.driver.plugin`); the managers are only seen through the small :class:`DeviceSink` and
+:class:`DriverSink` protocols, which the host wires.
 Each plugin's stderr goes to the logger ``plugin_host.plugins.<name>``.
 
 Crashes. When a plugin process exits, the launcher removes it from the DeviceManager (its devices and its
@@ -34,34 +38,36 @@ import enum
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Any, Protocol, Self
 
 import anyio
 from anyio.abc import TaskGroup
 
 from plugin_host._backoff import Backoff, check_backoff
+from plugin_host._process import process_start_time, signal_group, wait_exit
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PLUGIN_TYPE_DRIVER
-from plugin_host.device import DeviceManager, DevicePluginClient
+from plugin_host.device.client import DevicePluginClient
+from plugin_host.device.plugin import configure_device_plugin, device_plugin_client
 from plugin_host.driver.client import DriverPluginClient
+from plugin_host.driver.plugin import configure_driver_plugin, driver_plugin_client
 from plugin_host.errors import ConfigError, PluginHostError, PluginLaunchError, PluginNotFoundError
-from plugin_host.goplugin._launch_os import process_start_time, wait_exit
-from plugin_host.goplugin._launch_process import PluginProcess, signal_group
-from plugin_host.goplugin._launch_rpc import health_status, plugin_type
-from plugin_host.goplugin._launch_socket import socket_dir_of
-from plugin_host.goplugin._launch_spec import PluginSpec, plugin_specs_from_dir
-from plugin_host.state.api import PluginProcessRecord, PluginProcessStore
-
-if TYPE_CHECKING:
-    from plugin_host.config.host import HostConfig
-    from plugin_host.driver.manager import DriverManager
+from plugin_host.loader._launch_process import PluginProcess
+from plugin_host.loader._launch_rpc import health_status, plugin_type
+from plugin_host.loader._launch_socket import socket_dir_of
+from plugin_host.loader._launch_spec import PluginSpec, plugin_specs_from_dir
+from plugin_host.loader.store import PluginProcessRecord, PluginProcessStore
 
 __all__ = [
+    "DeviceSink",
+    "DriverSink",
+    "ExternalPluginsConfig",
     "LaunchState",
     "LaunchStatus",
+    "PluginBlock",
     "PluginLauncher",
     "PluginSpec",
     "plugin_specs_from_config",
@@ -69,6 +75,48 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class DeviceSink(Protocol):
+    """Where launched device plugins go: the host's :class:`~plugin_host.device.DeviceManager`."""
+
+    async def add_plugin(self, name: str, plugin: DevicePluginClient, *, socket_path: str | None = None) -> None:
+        """Start managing (and registering) ``plugin`` under ``name``."""
+        ...
+
+    async def remove_plugin(self, name: str) -> None:
+        """Stop managing ``name``; :class:`PluginNotFoundError` when it is not managed."""
+        ...
+
+
+class DriverSink(Protocol):
+    """Where launched task drivers go: the host's :class:`~plugin_host.driver.DriverManager`."""
+
+    async def add_driver(self, name: str, driver: DriverPluginClient) -> object:
+        """Start managing ``driver`` under ``name`` (recovering its stored tasks)."""
+        ...
+
+    async def remove_driver(self, name: str) -> None:
+        """Stop managing ``name``; :class:`PluginNotFoundError` when it is not managed."""
+        ...
+
+
+_Client = DevicePluginClient | DriverPluginClient
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One plugin type's go-plugin glue, as the launcher uses it: its client, and how that client is configured."""
+
+    client: Callable[[str], _Client]
+    configure: Callable[[Any, Mapping[str, Any]], Awaitable[None]]
+
+
+# Nomad's loader keeps the same table (plugin type -> go-plugin ``Plugin``), see helper/pluginutils/loader.
+_KINDS: Mapping[str, _Kind] = {
+    PLUGIN_TYPE_DEVICE: _Kind(device_plugin_client, configure_device_plugin),
+    PLUGIN_TYPE_DRIVER: _Kind(driver_plugin_client, configure_driver_plugin),
+}
 
 
 class LaunchState(enum.StrEnum):
@@ -104,8 +152,8 @@ class PluginLauncher:
         self,
         specs: Sequence[PluginSpec],
         *,
-        devices: DeviceManager,
-        drivers: DriverManager | None = None,
+        devices: DeviceSink,
+        drivers: DriverSink | None = None,
         state: PluginProcessStore | None = None,
         start_timeout: float = 60.0,
         health_timeout: float = 30.0,
@@ -142,8 +190,8 @@ class PluginLauncher:
         self._status = {spec.name: LaunchStatus(name=spec.name) for spec in specs}
         self._changed = anyio.Event()
         self._leave_running = False
-        # Plugins handed to the DeviceManager, with their clients; those whose process died are also in _crashed.
-        self._live: dict[str, DevicePluginClient | DriverPluginClient] = {}
+        # Plugins handed to a manager, with their clients; those whose process died are also in _crashed.
+        self._live: dict[str, _Client] = {}
         self._crashed: set[str] = set()
         self._tg: TaskGroup | None = None
         self._lifecycle = "new"
@@ -250,10 +298,10 @@ class PluginLauncher:
                 if self._state is not None and not proc.reattached:
                     await self._state.save_plugin_process(proc.record())
                 # Not on the stack: once handed over, the client lives as long as the manager's entry.
-                client = await self._client_for(spec, proc)
+                ptype, client = await self._client_for(spec, proc)
                 await client.__aenter__()
                 try:
-                    await self._connect(spec, proc, client)
+                    await self._connect(spec, proc, ptype, client)
                     # A crashed incarnation stayed in the DeviceManager (devices unhealthy, as Nomad shows them while
                     # it relaunches) until now: swap it out, so the registry sees it deregistered and registered again.
                     await self._retire(spec.name)
@@ -315,7 +363,7 @@ class PluginLauncher:
         if name not in self._crashed:
             await self._retire(name)
 
-    async def _client_for(self, spec: PluginSpec, proc: PluginProcess) -> DevicePluginClient | DriverPluginClient:
+    async def _client_for(self, spec: PluginSpec, proc: PluginProcess) -> tuple[str, _Client]:
         """Health SERVING, then a client for the plugin's type (device, or driver when a DriverManager is given)."""
         where = f"plugin {spec.name!r} ({spec.executable}, pid {proc.pid})"
         status = "unknown"
@@ -334,23 +382,18 @@ class PluginLauncher:
             ptype = await plugin_type(proc.socket_path, limit=self._health_timeout)
         except PluginHostError as exc:
             raise PluginLaunchError(f"{where} did not answer PluginInfo: {exc}", plugin=spec.name) from exc
-        if ptype == PLUGIN_TYPE_DEVICE:
-            return DevicePluginClient(proc.socket_path)
-        if ptype == PLUGIN_TYPE_DRIVER and self._drivers is not None:
-            return DriverPluginClient(proc.socket_path)
         expected = [PLUGIN_TYPE_DEVICE] + ([PLUGIN_TYPE_DRIVER] if self._drivers is not None else [])
-        raise PluginLaunchError(f"{where} is a {ptype!r} plugin; expected one of {expected}", plugin=spec.name)
+        if ptype not in expected:
+            raise PluginLaunchError(f"{where} is a {ptype!r} plugin; expected one of {expected}", plugin=spec.name)
+        return ptype, _KINDS[ptype].client(proc.socket_path)
 
-    async def _connect(
-        self, spec: PluginSpec, proc: PluginProcess, client: DevicePluginClient | DriverPluginClient
-    ) -> None:
-        """SetConfig (and a driver's Init); each failure a PluginLaunchError naming the plugin."""
+    async def _connect(self, spec: PluginSpec, proc: PluginProcess, ptype: str, client: _Client) -> None:
+        """Configure the plugin as its type's glue says (SetConfig; a driver's Init too); each failure a
+        PluginLaunchError naming the plugin."""
         where = f"plugin {spec.name!r} ({spec.executable}, pid {proc.pid})"
         try:
             # The config may hold secrets: errors say which plugin refused it, never its values.
-            await client.set_config(spec.config)
-            if isinstance(client, DriverPluginClient):
-                await client.init()
+            await _KINDS[ptype].configure(client, spec.config)
         except PluginLaunchError:
             raise
         except PluginHostError as exc:
@@ -387,14 +430,35 @@ class PluginLauncher:
                 await self._state.delete_plugin_process(record.name)
 
 
-def plugin_specs_from_config(config: HostConfig) -> list[PluginSpec]:
+class PluginBlock(Protocol):
+    """One ``plugin "NAME" { args = [...]  config { ... } }`` block of a host config."""
+
+    @property
+    def args(self) -> Sequence[str]: ...
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+
+class ExternalPluginsConfig(Protocol):
+    """What the loader reads of the host config (:class:`~plugin_host.host_config.HostConfig`, above the loader)."""
+
+    @property
+    def plugin_dir(self) -> str | None: ...
+
+    @property
+    def plugins(self) -> Mapping[str, PluginBlock]: ...
+
+
+def plugin_specs_from_config(config: ExternalPluginsConfig) -> list[PluginSpec]:
     """The external plugins of a host config: every executable in ``plugin_dir`` with its ``plugin "NAME"`` block.
 
     Built-in plugin names are left out. No ``plugin_dir`` means none; a missing one is a :class:`ConfigError`.
     """
     if config.plugin_dir is None:
         return []
-    from plugin_host._builtins import BUILTIN_PLUGINS
+    # Imported here: the catalog imports every built-in plugin, which only a host with a plugin_dir needs to know.
+    from plugin_host.loader.catalog import BUILTIN_PLUGINS
 
-    configured = {name: (plugin.args, plugin.config) for name, plugin in config.plugins.items()}
+    configured = {name: (tuple(plugin.args), plugin.config) for name, plugin in config.plugins.items()}
     return plugin_specs_from_dir(config.plugin_dir, configured, skip=frozenset(BUILTIN_PLUGINS))
