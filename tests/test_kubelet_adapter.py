@@ -25,7 +25,7 @@ from plugin_host.device import (
 from plugin_host.errors import ConfigError, InvalidPluginError, InvalidRequestError, PluginRPCError
 from plugin_host.fsdevice import FsDevice
 from plugin_host.kubelet import AllocateRequest, ContainerAllocateRequest, KubeletDeviceSpec, KubeletMount, Manager
-from plugin_host.kubelet.adapter import DevicePluginScanner, container_response, device_type_for_group
+from plugin_host.kubelet.export.adapter import DevicePluginScanner, container_response, device_type_for_group
 
 pytestmark = pytest.mark.anyio
 

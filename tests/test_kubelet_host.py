@@ -14,8 +14,8 @@ from plugin_host.config import HostConfig
 from plugin_host.device import DevicePluginClient, Mount
 from plugin_host.errors import DispenseError, PluginNotFoundError
 from plugin_host.kubelet import KubeletMount
-from plugin_host.kubelet._hosted import KubeletDevicePluginClient
-from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL
+from plugin_host.kubelet.host._hosted import KubeletDevicePluginClient
+from plugin_host.kubelet.host.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL
 from plugin_host.registry import PluginConnectionInfo, PluginInfo
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,7 @@ from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin, wire
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.device import DeviceGroup, FingerprintResponse
 from plugin_host.errors import PluginProtocolError
-from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL, KubeletRegistrationServer
+from plugin_host.kubelet.host.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL, KubeletRegistrationServer
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginInfo, Registry
 
 pytestmark = pytest.mark.anyio

@@ -17,8 +17,8 @@ from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin, wire
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.device import ContainerReservation, DeviceGroup, DeviceSpec, FingerprintResponse, Mount
 from plugin_host.errors import ConfigError, DeviceError, PluginNotFoundError, SocketInUseError
-from plugin_host.kubelet._list_encode import EncodedListAndWatchResponse
-from plugin_host.kubelet.registration_server import (
+from plugin_host.kubelet.export._list_encode import EncodedListAndWatchResponse
+from plugin_host.kubelet.host.registration_server import (
     KUBELET_ALLOC_ID,
     KUBELET_PROTOCOL,
     KubeletRegistrationServer,

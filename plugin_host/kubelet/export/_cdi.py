@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from plugin_host.kubelet.api import CdiContainerEdits, CdiDevice, CdiDeviceNode, CdiHook, CdiMount, CdiSpec
+from plugin_host.kubelet.export.api import CdiContainerEdits, CdiDevice, CdiDeviceNode, CdiHook, CdiMount, CdiSpec
 
 __all__ = ["SPEC_FILE_MODE", "qualified_name", "spec_document", "spec_file_name", "write_spec_once"]
 

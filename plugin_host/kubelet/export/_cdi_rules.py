@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from plugin_host.kubelet.api import CdiContainerEdits, CdiSpec
+    from plugin_host.kubelet.export.api import CdiContainerEdits, CdiSpec
 
 __all__ = ["KNOWN_VERSIONS", "cdi_spec_problem"]
 

@@ -21,9 +21,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from plugin_host._proto import v1beta1 as wire
-from plugin_host.kubelet.api import DeviceInfo
+from plugin_host.kubelet._convert import topology_to_wire
+from plugin_host.kubelet.export.api import DeviceInfo
 
-__all__ = ["EncodedListAndWatchResponse", "encode_device", "encode_list_response", "encoded_list_response"]
+__all__ = [
+    "EncodedListAndWatchResponse",
+    "device_to_wire",
+    "encode_device",
+    "encode_list_response",
+    "encoded_list_response",
+    "list_response_to_wire",
+]
 
 # Tags: (field number << 3) | wire type; wire type 0 is a varint, 2 is length-delimited.
 _TAG_1_LEN = b"\x0a"  # ListAndWatchResponse.devices, Device.ID, TopologyInfo.nodes
@@ -74,7 +82,7 @@ def encode_device(dev_id: str, health: str, topology: Iterable[int] | None) -> b
 
 
 def encode_list_response(devices: Mapping[str, DeviceInfo]) -> bytes:
-    """The ``ListAndWatchResponse`` of a device map, in id order: ``bytes(convert.list_response_to_wire(devices))``."""
+    """The ``ListAndWatchResponse`` of a device map, in id order: ``bytes(list_response_to_wire(devices))``."""
     # encode_device unrolled: the health and topology fields repeat across devices and are encoded once each.
     small = _SMALL
     health_fields: dict[str, bytes] = {}
@@ -133,3 +141,16 @@ class EncodedListAndWatchResponse(wire.ListAndWatchResponse):  # type: ignore[mi
 def encoded_list_response(devices: Mapping[str, DeviceInfo]) -> EncodedListAndWatchResponse:
     """The message to send for a device map, encoded once."""
     return EncodedListAndWatchResponse(encode_list_response(devices))
+
+
+# --- the same messages through betterproto: the reference the encoder above is tested against ----------------------
+
+
+def device_to_wire(dev_id: str, info: DeviceInfo) -> wire.Device:
+    """One device of a tree as ListAndWatch sends it."""
+    return wire.Device(id=dev_id, health=info.state, topology=topology_to_wire(info.topology))
+
+
+def list_response_to_wire(devices: Mapping[str, DeviceInfo]) -> wire.ListAndWatchResponse:
+    """The full device list of one type, in id order."""
+    return wire.ListAndWatchResponse(devices=[device_to_wire(dev_id, devices[dev_id]) for dev_id in sorted(devices)])

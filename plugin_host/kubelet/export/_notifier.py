@@ -1,4 +1,4 @@
-"""The manager's :class:`~plugin_host.kubelet.api.Notifier`: diff each new tree against the last, per device type."""
+"""The manager's :class:`~plugin_host.kubelet.export.api.Notifier`: diff each new tree against the last, per type."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from plugin_host.errors import InvalidPluginError
-from plugin_host.kubelet.api import DeviceInfo, DeviceTree
+from plugin_host.kubelet.export.api import DeviceInfo, DeviceTree
 
 __all__ = ["DiffNotifier", "TreeUpdate"]
 

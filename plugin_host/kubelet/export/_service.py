@@ -23,22 +23,20 @@ from grpclib.server import Stream
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import InvalidRequestError
-from plugin_host.kubelet import _cdi
 from plugin_host.kubelet import _convert as convert
-from plugin_host.kubelet._list_encode import EncodedListAndWatchResponse, encoded_list_response
 from plugin_host.kubelet.api import (
     HEALTHY,
-    USE_DEFAULT,
     AllocateRequest,
     AllocateResponse,
-    CdiSpec,
     ContainerAllocateResponse,
-    DeviceInfo,
     DevicePluginOptions,
     KubeletDeviceSpec,
     KubeletMount,
     PreferredAllocationResponse,
 )
+from plugin_host.kubelet.export import _cdi
+from plugin_host.kubelet.export._list_encode import EncodedListAndWatchResponse, encoded_list_response
+from plugin_host.kubelet.export.api import USE_DEFAULT, CdiSpec, DeviceInfo
 
 __all__ = ["DeviceState", "DeviceTypeService", "Hooks"]
 

@@ -30,12 +30,10 @@ from plugin_host.kubelet.api import (
     AllocateRequest,
     AllocateResponse,
     ContainerAllocateResponse,
-    DeviceInfo,
-    DeviceTree,
     KubeletDeviceSpec,
     KubeletMount,
-    Notifier,
 )
+from plugin_host.kubelet.export.api import DeviceInfo, DeviceTree, Notifier
 
 __all__ = ["DevicePluginScanner", "device_type_for_group"]
 
@@ -82,7 +80,7 @@ def container_response(reservation: ContainerReservation) -> ContainerAllocateRe
 
 
 class DevicePluginScanner:
-    """A :class:`~plugin_host.kubelet.api.Scanner` (with an ``allocate`` hook) backed by a Nomad device plugin.
+    """A :class:`~plugin_host.kubelet.export.api.Scanner` (with an ``allocate`` hook) backed by a Nomad device plugin.
 
     ``scan()`` sends a tree for every fingerprint message: each group's devices under its type name, healthy ones
     ``Healthy``, the others ``Unhealthy``. When the plugin reports an error, or its stream ends or fails, every

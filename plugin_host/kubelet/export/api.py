@@ -1,4 +1,4 @@
-"""The Kubernetes device plugin framework's contract, after Intel's ``pkg/deviceplugin``: models, tree and roles.
+"""The Kubernetes device plugin framework's contract, after Intel's ``pkg/deviceplugin``: tree, CDI and roles.
 
 A :class:`Scanner` finds devices and hands a :class:`DeviceTree` (device type -> device id -> :class:`DeviceInfo`)
 to a :class:`Notifier` whenever the picture changes. The :class:`~plugin_host.kubelet.Manager` serves every device
@@ -6,8 +6,8 @@ type to kubelet as ``<namespace>/<type>``. A scanner may also implement any of t
 (:class:`Allocator`, :class:`PostAllocator`, :class:`PreferredAllocator`, :class:`ContainerPreStarter`), sync or
 async; the framework looks them up on the scanner object.
 
-The request and response models mirror kubelet's v1beta1 messages (``k8s.io/kubelet/pkg/apis/deviceplugin``),
-with CDI device names as plain strings.
+The request and response models the hooks take and return are kubelet's v1beta1 messages, in
+:mod:`plugin_host.kubelet.api` (shared with the side that acts as a kubelet).
 """
 
 from __future__ import annotations
@@ -16,23 +16,27 @@ import enum
 import logging
 from collections.abc import Awaitable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Annotated, Literal, Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from plugin_host.errors import InvalidPluginError
-from plugin_host.kubelet import _cdi_rules, _names
+from plugin_host.kubelet import _names
+from plugin_host.kubelet.api import (
+    AllocateRequest,
+    AllocateResponse,
+    Health,
+    KubeletDeviceSpec,
+    KubeletMount,
+    PreferredAllocationRequest,
+    PreferredAllocationResponse,
+    PreStartContainerRequest,
+)
+from plugin_host.kubelet.export import _cdi_rules
 
 __all__ = [
-    "API_VERSION",
     "DEFAULT_CDI_DIR",
-    "DEFAULT_PLUGIN_DIR",
-    "HEALTHY",
-    "KUBELET_SOCKET_NAME",
-    "UNHEALTHY",
     "USE_DEFAULT",
-    "AllocateRequest",
-    "AllocateResponse",
     "Allocator",
     "CdiContainerEdits",
     "CdiDevice",
@@ -40,25 +44,12 @@ __all__ = [
     "CdiHook",
     "CdiMount",
     "CdiSpec",
-    "ContainerAllocateRequest",
-    "ContainerAllocateResponse",
     "ContainerPreStarter",
-    "ContainerPreferredAllocationRequest",
-    "ContainerPreferredAllocationResponse",
     "DeviceInfo",
-    "DevicePluginOptions",
     "DeviceTree",
-    "Health",
-    "KubeletDevice",
-    "KubeletDeviceSpec",
-    "KubeletMount",
     "Notifier",
     "PostAllocator",
-    "PreStartContainerRequest",
-    "PreferredAllocationRequest",
-    "PreferredAllocationResponse",
     "PreferredAllocator",
-    "RegisterRequest",
     "Scanner",
     "UseDefault",
 ]
@@ -67,53 +58,11 @@ logger = logging.getLogger(__name__)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-HEALTHY = "Healthy"
-"""A device kubelet may allocate."""
-UNHEALTHY = "Unhealthy"
-"""A device kubelet keeps counted but never allocates."""
-Health = Literal["Healthy", "Unhealthy"]
-
-API_VERSION = "v1beta1"
-"""The device plugin API version kubelet accepts in Register."""
-DEFAULT_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
-"""Where kubelet listens (``kubelet.sock``) and where device plugins put their sockets."""
-KUBELET_SOCKET_NAME = "kubelet.sock"
-"""kubelet's registration socket, inside the plugin directory."""
 DEFAULT_CDI_DIR = "/var/run/cdi"
 """Where container runtimes look for CDI spec files."""
 
 _NonEmpty = Annotated[str, Field(min_length=1)]
 _NumaNode = Annotated[int, Field(ge=0)]
-
-
-# --- what a container gets ----------------------------------------------------------------------------------------
-
-
-class KubeletMount(BaseModel):
-    """A host path bind-mounted into the container (kubelet's ``Mount``)."""
-
-    model_config = _FROZEN
-
-    container_path: _NonEmpty
-    host_path: _NonEmpty
-    read_only: bool = False
-
-
-class KubeletDeviceSpec(BaseModel):
-    """A device node made available in the container, with its cgroup permissions (kubelet's ``DeviceSpec``)."""
-
-    model_config = _FROZEN
-
-    container_path: _NonEmpty
-    host_path: _NonEmpty
-    permissions: str = "rw"
-
-    @field_validator("permissions")
-    @classmethod
-    def _check_permissions(cls, value: str) -> str:
-        if not value or not set(value) <= set("rwm") or len(set(value)) != len(value):
-            raise ValueError(f"permissions must be some of 'r', 'w', 'm', each at most once, got {value!r}")
-        return value
 
 
 # --- CDI (Container Device Interface) spec, field names as in the CDI SPEC.md -------------------------------------
@@ -329,117 +278,6 @@ class Scanner(Protocol):
         """Run until cancelled, calling ``notifier.notify(tree)`` with each new picture. Returning ends scanning
         (the last picture stays served); raising stops the manager."""
         ...
-
-
-# --- requests and responses (kubelet's v1beta1 messages) ----------------------------------------------------------
-
-
-class ContainerAllocateRequest(BaseModel):
-    """The devices kubelet allocates to one container."""
-
-    model_config = _FROZEN
-
-    devices_ids: tuple[str, ...] = ()
-
-
-class AllocateRequest(BaseModel):
-    """An Allocate call: one entry per container (kubelet sends one)."""
-
-    model_config = _FROZEN
-
-    container_requests: tuple[ContainerAllocateRequest, ...] = ()
-
-
-class ContainerAllocateResponse(BaseModel):
-    """What the runtime applies to one container; ``cdi_devices`` are fully qualified CDI names."""
-
-    model_config = _FROZEN
-
-    envs: dict[str, str] = {}
-    mounts: tuple[KubeletMount, ...] = ()
-    devices: tuple[KubeletDeviceSpec, ...] = ()
-    annotations: dict[str, str] = {}
-    cdi_devices: tuple[str, ...] = ()
-
-
-class AllocateResponse(BaseModel):
-    """The answer to Allocate: one entry per container request, in order."""
-
-    model_config = _FROZEN
-
-    container_responses: tuple[ContainerAllocateResponse, ...] = ()
-
-
-class ContainerPreferredAllocationRequest(BaseModel):
-    """Which ``allocation_size`` devices to prefer among ``available_device_ids`` (must include some)."""
-
-    model_config = _FROZEN
-
-    available_device_ids: tuple[str, ...] = ()
-    must_include_device_ids: tuple[str, ...] = ()
-    allocation_size: int = 0
-
-
-class PreferredAllocationRequest(BaseModel):
-    """A GetPreferredAllocation call, one entry per container."""
-
-    model_config = _FROZEN
-
-    container_requests: tuple[ContainerPreferredAllocationRequest, ...] = ()
-
-
-class ContainerPreferredAllocationResponse(BaseModel):
-    """The devices preferred for one container."""
-
-    model_config = _FROZEN
-
-    device_ids: tuple[str, ...] = ()
-
-
-class PreferredAllocationResponse(BaseModel):
-    """The answer to GetPreferredAllocation, one entry per container request."""
-
-    model_config = _FROZEN
-
-    container_responses: tuple[ContainerPreferredAllocationResponse, ...] = ()
-
-
-class PreStartContainerRequest(BaseModel):
-    """The devices of a container about to start."""
-
-    model_config = _FROZEN
-
-    devices_ids: tuple[str, ...] = ()
-
-
-class DevicePluginOptions(BaseModel):
-    """What a plugin supports beyond Allocate and ListAndWatch."""
-
-    model_config = _FROZEN
-
-    pre_start_required: bool = False
-    get_preferred_allocation_available: bool = False
-
-
-class RegisterRequest(BaseModel):
-    """A plugin's Register call to kubelet: API version, socket name in the plugin directory, resource name."""
-
-    model_config = _FROZEN
-
-    version: str
-    endpoint: str
-    resource_name: str
-    options: DevicePluginOptions = DevicePluginOptions()
-
-
-class KubeletDevice(BaseModel):
-    """One device as ListAndWatch reports it to kubelet: id, health and NUMA nodes (None: no topology sent)."""
-
-    model_config = _FROZEN
-
-    id: str
-    health: str
-    topology: tuple[int, ...] | None = None
 
 
 # --- optional hooks -----------------------------------------------------------------------------------------------

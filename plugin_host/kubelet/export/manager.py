@@ -1,7 +1,7 @@
-"""Manager: runs a :class:`~plugin_host.kubelet.api.Scanner` and serves each device type it reports to kubelet.
+"""Manager: runs a :class:`~plugin_host.kubelet.export.api.Scanner` and serves each device type it reports to kubelet.
 
 After Intel's ``deviceplugin.Manager``: the scanner's trees go through a diffing notifier; a type that appears gets
-its own :class:`~plugin_host.kubelet.server.DeviceTypeServer` (socket ``<plugin_dir>/<namespace>-<type>.sock``,
+its own :class:`~plugin_host.kubelet.export.server.DeviceTypeServer` (socket ``<plugin_dir>/<namespace>-<type>.sock``,
 resource ``<namespace>/<type>``), a type whose devices change gets the new list, a type that disappears is stopped.
 """
 
@@ -21,9 +21,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from plugin_host.errors import ConfigError, InvalidPluginError, PluginNotFoundError
 from plugin_host.kubelet import _names
-from plugin_host.kubelet._notifier import Devices, DiffNotifier, TreeUpdate
-from plugin_host.kubelet.api import DEFAULT_CDI_DIR, DEFAULT_PLUGIN_DIR, Scanner
-from plugin_host.kubelet.server import DeviceTypeServer, check_settings
+from plugin_host.kubelet.api import DEFAULT_PLUGIN_DIR
+from plugin_host.kubelet.export._notifier import Devices, DiffNotifier, TreeUpdate
+from plugin_host.kubelet.export.api import DEFAULT_CDI_DIR, Scanner
+from plugin_host.kubelet.export.server import DeviceTypeServer, check_settings
 
 __all__ = ["Manager"]
 
@@ -40,7 +41,7 @@ class Manager:
     :class:`~plugin_host.errors.SocketInUseError`), the manager stops and the error propagates from the ``async with``
     block. Leaving stops every server (their sockets are removed) and the scan.
 
-    The other keyword arguments are those of :class:`~plugin_host.kubelet.server.DeviceTypeServer`.
+    The other keyword arguments are those of :class:`~plugin_host.kubelet.export.server.DeviceTypeServer`.
     """
 
     def __init__(

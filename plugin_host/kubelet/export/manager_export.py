@@ -1,9 +1,9 @@
 """Export every device plugin a DeviceManager runs to kubelet: :class:`DeviceManagerScanner`.
 
-Where :class:`~plugin_host.kubelet.adapter.DevicePluginScanner` follows one plugin, this scanner follows the
+Where :class:`~plugin_host.kubelet.export.adapter.DevicePluginScanner` follows one plugin, this scanner follows the
 DeviceManager's snapshot and changes, so built-in plugins, go-plugin plugins launched from ``plugin_dir`` (which
 come, crash, relaunch and go) and plugins added by the embedding agent are all served, each device group as the
-device type :func:`~plugin_host.kubelet.adapter.device_type_for_group` names. Devices of a plugin that is not
+device type :func:`~plugin_host.kubelet.export.adapter.device_type_for_group` names. Devices of a plugin that is not
 running (starting or restarting) are ``Unhealthy``; a plugin that goes away takes its device types with it.
 ``include(name)`` leaves plugins out: the host passes one that skips plugins hosted by its own kubelet registration
 server, which came from kubelet in the first place. Allocate reserves through the DeviceManager, which routes to the
@@ -18,16 +18,9 @@ from collections.abc import Callable, Mapping
 from plugin_host.device import PluginSnapshot, PluginState, SnapshotChange
 from plugin_host.device.manager import DeviceManager
 from plugin_host.errors import InvalidRequestError
-from plugin_host.kubelet.adapter import container_response, device_type_for_group
-from plugin_host.kubelet.api import (
-    HEALTHY,
-    UNHEALTHY,
-    AllocateRequest,
-    AllocateResponse,
-    DeviceInfo,
-    DeviceTree,
-    Notifier,
-)
+from plugin_host.kubelet.api import HEALTHY, UNHEALTHY, AllocateRequest, AllocateResponse
+from plugin_host.kubelet.export.adapter import container_response, device_type_for_group
+from plugin_host.kubelet.export.api import DeviceInfo, DeviceTree, Notifier
 
 __all__ = ["DeviceManagerScanner"]
 
@@ -35,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 class DeviceManagerScanner:
-    """A :class:`~plugin_host.kubelet.api.Scanner` (with an ``allocate`` hook) over a DeviceManager's plugins."""
+    """A :class:`~plugin_host.kubelet.export.api.Scanner` (with an ``allocate`` hook) over a DeviceManager's plugins."""
 
     def __init__(self, devices: DeviceManager, *, include: Callable[[str], bool] = lambda name: True) -> None:
         self._devices = devices

@@ -35,16 +35,9 @@ from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_soc
 from plugin_host.errors import ConfigError, PluginHostError
 from plugin_host.kubelet import _convert as convert
 from plugin_host.kubelet import _names
-from plugin_host.kubelet._service import DeviceState, DeviceTypeService, Hooks
-from plugin_host.kubelet.api import (
-    API_VERSION,
-    DEFAULT_CDI_DIR,
-    DEFAULT_PLUGIN_DIR,
-    KUBELET_SOCKET_NAME,
-    DeviceInfo,
-    RegisterRequest,
-    checked_device,
-)
+from plugin_host.kubelet.api import API_VERSION, DEFAULT_PLUGIN_DIR, KUBELET_SOCKET_NAME, RegisterRequest
+from plugin_host.kubelet.export._service import DeviceState, DeviceTypeService, Hooks
+from plugin_host.kubelet.export.api import DEFAULT_CDI_DIR, DeviceInfo, checked_device
 
 __all__ = ["DeviceTypeServer"]
 
@@ -205,7 +198,7 @@ class DeviceTypeServer:
         """Serve ``devices`` (id -> info) from now on: every ListAndWatch stream gets the new full list.
 
         Before entering, it sets the first list; after :meth:`stop` it does nothing. Each device is checked as
-        :meth:`DeviceTree.add_device <plugin_host.kubelet.api.DeviceTree.add_device>` checks it
+        :meth:`DeviceTree.add_device <plugin_host.kubelet.export.api.DeviceTree.add_device>` checks it
         (:class:`~plugin_host.errors.InvalidPluginError`, nothing changed).
         """
         checked = {dev_id: checked_device(self._type, dev_id, info) for dev_id, info in devices.items()}

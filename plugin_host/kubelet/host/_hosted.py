@@ -28,11 +28,11 @@ from plugin_host.base import hclspec
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PluginInfoResponse
 from plugin_host.device.api import ContainerReservation, Device, DeviceGroup, FingerprintResponse, StatsResponse
 from plugin_host.errors import ConfigError, DeviceError, PluginHostError, PluginProtocolError
-from plugin_host.kubelet import _hosted_convert as convert
 from plugin_host.kubelet._convert import DEVICE_PLUGIN_SERVICE
-from plugin_host.kubelet._list_decode import DecodedListAndWatchResponse
-from plugin_host.kubelet._register_checks import KUBELET_API_VERSION
-from plugin_host.kubelet._reply_decode import strict_reply
+from plugin_host.kubelet.host import _hosted_convert as convert
+from plugin_host.kubelet.host._list_decode import DecodedListAndWatchResponse
+from plugin_host.kubelet.host._register_checks import KUBELET_API_VERSION
+from plugin_host.kubelet.host._reply_decode import strict_reply
 
 __all__ = ["HostedResource", "KubeletDevicePluginClient", "ListUpdate", "PluginConnection", "prepare_update"]
 
@@ -77,7 +77,7 @@ def prepare_update(resource_name: str, data: bytes, previous: DeviceGroup | None
     """Decode and convert one ListAndWatch message (pure, O(n): it may run in a worker thread).
 
     Raises :class:`PluginProtocolError` for bytes that are not a ListAndWatchResponse. Devices unchanged from
-    ``previous`` are its very objects (see :func:`~plugin_host.kubelet._hosted_convert.devices_from_wire`).
+    ``previous`` are its very objects (see :func:`~plugin_host.kubelet.host._hosted_convert.devices_from_wire`).
     """
     listed = DecodedListAndWatchResponse.FromString(data).devices
     devices = convert.devices_from_wire(listed, previous.devices if previous is not None else ())

@@ -14,6 +14,7 @@ from typing import Any
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.base.structs import Attribute
 from plugin_host.device.api import ContainerReservation, Device, DeviceGroup, DeviceSpec, Mount
+from plugin_host.kubelet.api import HEALTHY, UNHEALTHY
 
 __all__ = [
     "HEALTHY",
@@ -27,9 +28,6 @@ __all__ = [
     "reservation_from_wire",
     "split_resource_name",
 ]
-
-HEALTHY = "Healthy"
-UNHEALTHY = "Unhealthy"
 
 RESOURCE_ATTRIBUTE = "kubelet_resource"
 """Group attribute naming the Kubernetes resource the group came from."""

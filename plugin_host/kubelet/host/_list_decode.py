@@ -6,7 +6,7 @@ are read here directly; anything else is handed to betterproto, so unusual input
 message neither can read raises :class:`~plugin_host.errors.PluginProtocolError` (betterproto's own exception as its
 cause), and so does one betterproto reads with a value of the wrong type (a field sent with another wire type: an
 ``int`` id): whoever consumes the stream sees one error type instead of whatever betterproto stumbled on.
-Schema: see :mod:`plugin_host.kubelet._list_encode`.
+Schema: see :mod:`plugin_host.kubelet.export._list_encode`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import PluginProtocolError
-from plugin_host.kubelet._reply_decode import wire_type_problem
+from plugin_host.kubelet.host._reply_decode import wire_type_problem
 
 __all__ = ["DecodedListAndWatchResponse", "ListedDevice", "RawListAndWatchResponse", "decode_canonical"]
 

@@ -17,6 +17,7 @@ import os
 
 from plugin_host._text import clipped
 from plugin_host.kubelet._names import endpoint_problem, invalid_resource_name_message, resource_name_problem
+from plugin_host.kubelet.api import API_VERSION
 from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "version_error",
 ]
 
-KUBELET_API_VERSION = "v1beta1"
+KUBELET_API_VERSION = API_VERSION
 SUPPORTED_VERSIONS = (KUBELET_API_VERSION,)
 MAX_FIELD_BYTES = 4096
 """The longest ``version``, ``endpoint`` or ``resource_name`` accepted (UTF-8 bytes); real ones are a few dozen."""

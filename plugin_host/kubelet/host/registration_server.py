@@ -11,7 +11,7 @@ Each resource is registered in the :class:`~plugin_host.registry.Registry` as a 
   ``pre_start_required`` and ``get_preferred_allocation_available`` (``"true"``/``"false"``).
 
 :func:`is_kubelet_plugin` tells such a registration apart; :meth:`KubeletRegistrationServer.dispense` turns it into a
-:class:`~plugin_host.kubelet._hosted.KubeletDevicePluginClient`.
+:class:`~plugin_host.kubelet.host._hosted.KubeletDevicePluginClient`.
 
 As in kubelet, a stream that ends turns every device of the resource unhealthy while the registration stays; a new
 Register for the resource replaces the connection and its first ListAndWatch message restores the devices. After
@@ -47,19 +47,19 @@ from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_soc
 from plugin_host._text import clipped
 from plugin_host.device import DeviceManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError, PluginUnavailableError
-from plugin_host.kubelet import _hosted_convert as convert
 from plugin_host.kubelet._convert import DEVICE_PLUGIN_SERVICE, REGISTRATION_SERVICE
-from plugin_host.kubelet._hosted import HostedResource, KubeletDevicePluginClient, PluginConnection, prepare_update
-from plugin_host.kubelet._list_decode import RawListAndWatchResponse
-from plugin_host.kubelet._register_checks import (
+from plugin_host.kubelet.api import KUBELET_SOCKET_NAME
+from plugin_host.kubelet.host import _hosted_convert as convert
+from plugin_host.kubelet.host._hosted import HostedResource, KubeletDevicePluginClient, PluginConnection, prepare_update
+from plugin_host.kubelet.host._list_decode import RawListAndWatchResponse
+from plugin_host.kubelet.host._register_checks import (
     KUBELET_API_VERSION,
     endpoint_error,
     oversized_field_error,
     resource_name_error,
     version_error,
 )
-from plugin_host.kubelet._reply_decode import strict_reply
-from plugin_host.kubelet.api import KUBELET_SOCKET_NAME
+from plugin_host.kubelet.host._reply_decode import strict_reply
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginConnectionInfo, PluginInfo, Registry
 
 __all__ = [
