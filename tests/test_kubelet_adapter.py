@@ -23,9 +23,9 @@ from plugin_host.device import (
     StatsResponse,
 )
 from plugin_host.errors import ConfigError, InvalidPluginError, InvalidRequestError, PluginRPCError
-from plugin_host.fsdevice import FsDevice
 from plugin_host.kubelet import AllocateRequest, ContainerAllocateRequest, KubeletDeviceSpec, KubeletMount, Manager
 from plugin_host.kubelet.export.adapter import DevicePluginScanner, container_response, device_type_for_group
+from plugin_host.plugins.fsdevice import FsDevice
 
 pytestmark = pytest.mark.anyio
 

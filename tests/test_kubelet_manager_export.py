@@ -16,7 +16,6 @@ from test_goplugin_launcher import _fs_spec, _wait_devices, launched, running, w
 from plugin_host.config import HostConfig
 from plugin_host.device import DeviceManager
 from plugin_host.errors import PluginRPCError
-from plugin_host.fsdevice import FsDevice
 from plugin_host.host import PluginHost
 from plugin_host.kubelet import (
     AllocateRequest,
@@ -26,6 +25,7 @@ from plugin_host.kubelet import (
     KubeletMount,
     Manager,
 )
+from plugin_host.plugins.fsdevice import FsDevice
 
 pytestmark = pytest.mark.anyio
 

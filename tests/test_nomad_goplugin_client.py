@@ -29,14 +29,14 @@ import pytest
 from nomadloader import MissingToolchain, build_nomadloader
 
 from plugin_host._version import __version__, go_version
-from plugin_host.fsdevice.config import FsDeviceConfig
+from plugin_host.plugins.fsdevice.config import FsDeviceConfig
 
 # The first test of a session may build the harness (about 15 s, more on a busy machine).
 pytestmark = pytest.mark.timeout(240)
 
 ROOT = Path(__file__).resolve().parents[1]
 FS_DEVICE = Path(sys.executable).parent / "plugin-host-fs-device"
-RAW_EXEC = (sys.executable, "-m", "plugin_host.drivers.rawexec")
+RAW_EXEC = (sys.executable, "-m", "plugin_host.plugins.rawexec")
 
 Report = dict[str, Any]
 
@@ -247,7 +247,7 @@ def test_loader_refuses_a_pep440_dev_version_with_nomads_message(nomadloader: Pa
     plugin.write_text(
         f"#!{sys.executable}\n"
         "from plugin_host.base.api import PluginInfoResponse\n"
-        "from plugin_host.fsdevice.plugin import FsDevice\n"
+        "from plugin_host.plugins.fsdevice.plugin import FsDevice\n"
         "from plugin_host.goplugin.serve import serve_device_plugin\n"
         "class Pep440(FsDevice):\n"
         "    async def plugin_info(self):\n"

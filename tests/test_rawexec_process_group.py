@@ -9,8 +9,8 @@ import anyio
 import pytest
 from driver_helpers import make_fifo, read_line, task
 
-from plugin_host.drivers.rawexec.driver import RawExecDriver
 from plugin_host.goplugin._launch_os import process_start_time
+from plugin_host.plugins.rawexec.driver import RawExecDriver
 
 pytestmark = pytest.mark.anyio
 

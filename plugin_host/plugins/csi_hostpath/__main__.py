@@ -1,6 +1,6 @@
 """Run the hostpath CSI plugin as its own process.
 
-    python examples/csi_hostpath/plugin.py --socket /tmp/csi/hostpath.sock --data-dir /tmp/csi/data \
+    python -m plugin_host.plugins.csi_hostpath --socket /tmp/csi/hostpath.sock --data-dir /tmp/csi/data \
         [--name hostpath.csi.plugin-host.dev] [--node-id node-1] [--max-volumes N] [--log-level debug]
 
 Once the socket accepts connections it prints one line, ``serving <name> on <socket>``, to stdout. SIGTERM or
@@ -18,13 +18,9 @@ from pathlib import Path
 
 import anyio
 
-if __package__ in (None, ""):
-    # Run as a script: make the repository importable so `examples.csi_hostpath` resolves like in the tests.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from examples.csi_hostpath.hostpath import DEFAULT_NAME, HostpathPlugin
 from plugin_host.csi.server import CsiPluginServer
 from plugin_host.errors import PluginHostError
+from plugin_host.plugins.csi_hostpath.hostpath import DEFAULT_NAME, HostpathPlugin
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

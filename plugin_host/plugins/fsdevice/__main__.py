@@ -1,10 +1,10 @@
-"""Run the reference filesystem device plugin as an external Nomad plugin: ``python -m plugin_host.fsdevice``
+"""Run the reference filesystem device plugin as an external Nomad plugin: ``python -m plugin_host.plugins.fsdevice``
 (or the ``plugin-host-fs-device`` command). Nomad, or plugin-host's launcher, starts it; run by hand it exits 1."""
 
 from __future__ import annotations
 
-from plugin_host.fsdevice.plugin import FsDevice
 from plugin_host.goplugin.serve import serve_device_plugin
+from plugin_host.plugins.fsdevice.plugin import FsDevice
 
 __all__ = ["main"]
 

@@ -36,8 +36,8 @@ from plugin_host.device.api import (
     StatsResponse,
 )
 from plugin_host.errors import ConfigError, DeviceError
-from plugin_host.fsdevice._scan import FileStat, Snapshot, scan_devices, stat_devices
-from plugin_host.fsdevice.config import CONFIG_SPEC, FsDeviceConfig
+from plugin_host.plugins.fsdevice._scan import FileStat, Snapshot, scan_devices, stat_devices
+from plugin_host.plugins.fsdevice.config import CONFIG_SPEC, FsDeviceConfig
 
 __all__ = ["API_VERSION", "DEVICE_NAME", "DEVICE_TYPE", "PLUGIN_NAME", "VENDOR", "FsDevice"]
 

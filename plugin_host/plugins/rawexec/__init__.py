@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from plugin_host.drivers.rawexec.config import RawExecConfig as RawExecConfig
-from plugin_host.drivers.rawexec.driver import DRIVER_NAME as DRIVER_NAME
-from plugin_host.drivers.rawexec.driver import RawExecDriver as RawExecDriver
+from plugin_host.plugins.rawexec.config import RawExecConfig as RawExecConfig
+from plugin_host.plugins.rawexec.driver import DRIVER_NAME as DRIVER_NAME
+from plugin_host.plugins.rawexec.driver import RawExecDriver as RawExecDriver
 
 __all__ = ["DRIVER_NAME", "RawExecConfig", "RawExecDriver"]

@@ -1,10 +1,10 @@
-"""``python -m plugin_host.drivers.rawexec``: raw-exec as an external go-plugin task driver (for Nomad's
+"""``python -m plugin_host.plugins.rawexec``: raw-exec as an external go-plugin task driver (for Nomad's
 plugin_dir or plugin-host's launcher)."""
 
 from __future__ import annotations
 
-from plugin_host.drivers.rawexec import RawExecDriver
 from plugin_host.goplugin.serve import serve_driver_plugin
+from plugin_host.plugins.rawexec import RawExecDriver
 
 
 def main() -> int:

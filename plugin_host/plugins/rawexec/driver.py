@@ -51,10 +51,10 @@ from plugin_host.driver.api import (
     TaskState,
     TaskStatus,
 )
-from plugin_host.drivers.rawexec import _executor
-from plugin_host.drivers.rawexec._task import DRIVER_STATE_VERSION, ExecutorState, RawExecTask, attach
-from plugin_host.drivers.rawexec.config import CONFIG_SPEC, TASK_CONFIG_SPEC, RawExecConfig
 from plugin_host.errors import DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
+from plugin_host.plugins.rawexec import _executor
+from plugin_host.plugins.rawexec._task import DRIVER_STATE_VERSION, ExecutorState, RawExecTask, attach
+from plugin_host.plugins.rawexec.config import CONFIG_SPEC, TASK_CONFIG_SPEC, RawExecConfig
 
 __all__ = ["DRIVER_NAME", "RawExecDriver"]
 

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugin_host.drivers.virt._config import CONFIG_SPEC as CONFIG_SPEC
-from plugin_host.drivers.virt._config import TASK_CONFIG_SPEC as TASK_CONFIG_SPEC
-from plugin_host.drivers.virt._config import BridgeConfig as BridgeConfig
-from plugin_host.drivers.virt._config import EmulatorConfig as EmulatorConfig
-from plugin_host.drivers.virt._config import NetworkInterfaceConfig as NetworkInterfaceConfig
-from plugin_host.drivers.virt._config import OsConfig as OsConfig
-from plugin_host.drivers.virt._config import VirtConfig as VirtConfig
-from plugin_host.drivers.virt._config import VirtTaskConfig as VirtTaskConfig
-from plugin_host.drivers.virt._validate import MIN_DISK_MB as MIN_DISK_MB
-from plugin_host.drivers.virt._validate import MIN_MEMORY_MB as MIN_MEMORY_MB
+from plugin_host.plugins.virt._config import CONFIG_SPEC as CONFIG_SPEC
+from plugin_host.plugins.virt._config import TASK_CONFIG_SPEC as TASK_CONFIG_SPEC
+from plugin_host.plugins.virt._config import BridgeConfig as BridgeConfig
+from plugin_host.plugins.virt._config import EmulatorConfig as EmulatorConfig
+from plugin_host.plugins.virt._config import NetworkInterfaceConfig as NetworkInterfaceConfig
+from plugin_host.plugins.virt._config import OsConfig as OsConfig
+from plugin_host.plugins.virt._config import VirtConfig as VirtConfig
+from plugin_host.plugins.virt._config import VirtTaskConfig as VirtTaskConfig
+from plugin_host.plugins.virt._validate import MIN_DISK_MB as MIN_DISK_MB
+from plugin_host.plugins.virt._validate import MIN_MEMORY_MB as MIN_MEMORY_MB
 
 if TYPE_CHECKING:
-    from plugin_host.drivers.virt.driver import PLUGIN_NAME as PLUGIN_NAME
-    from plugin_host.drivers.virt.driver import VirtDriver as VirtDriver
+    from plugin_host.plugins.virt.driver import PLUGIN_NAME as PLUGIN_NAME
+    from plugin_host.plugins.virt.driver import VirtDriver as VirtDriver
 
 __all__ = [
     "CONFIG_SPEC",
@@ -40,9 +40,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The driver imports libvirt; keep it out of `import plugin_host.drivers.virt` so the config validates without it.
+    # The driver imports libvirt; keep it out of `import plugin_host.plugins.virt` so the config validates without it.
     if name in ("VirtDriver", "PLUGIN_NAME"):
-        from plugin_host.drivers.virt import driver
+        from plugin_host.plugins.virt import driver
 
         return getattr(driver, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``python -m plugin_host.drivers.virt`` (or the ``plugin-host-virt`` command): the virt driver as an external
+"""``python -m plugin_host.plugins.virt`` (or the ``plugin-host-virt`` command): the virt driver as an external
 go-plugin task driver, like nomad-driver-virt, for Nomad's plugin_dir or plugin-host's launcher.
 
 Importing this module needs no libvirt: the driver (and the ``[virt]`` extra) is imported when :func:`main` runs.
@@ -21,7 +21,7 @@ MISSING_EXTRA_MESSAGE = (
 def main() -> int:
     """Serve the virt driver until the plugin client stops it; 1 when the ``[virt]`` extra is not installed."""
     try:
-        from plugin_host.drivers.virt.driver import VirtDriver
+        from plugin_host.plugins.virt.driver import VirtDriver
     except ModuleNotFoundError as exc:
         if exc.name not in ("libvirt", "libvirtaio", "pycdlib"):
             raise

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from plugin_host.driver.api import TaskConfig
-from plugin_host.drivers.virt._cloudinit import SeedContent, Share, build_seed
-from plugin_host.drivers.virt._domain import DomainSpec, FsShare
-from plugin_host.drivers.virt._validate import TaskPlan
+from plugin_host.plugins.virt._cloudinit import SeedContent, Share, build_seed
+from plugin_host.plugins.virt._domain import DomainSpec, FsShare
+from plugin_host.plugins.virt._validate import TaskPlan
 
 __all__ = ["domain_spec", "seed_files", "shares_for"]
 

@@ -18,9 +18,9 @@ import anyio
 import anyio.to_thread
 import libvirt
 
-from plugin_host.drivers.virt._config import EmulatorConfig
-from plugin_host.drivers.virt._events import bind_event_loop, settle
 from plugin_host.errors import DriverError
+from plugin_host.plugins.virt._config import EmulatorConfig
+from plugin_host.plugins.virt._events import bind_event_loop, settle
 
 __all__ = ["LibvirtConnection", "LifecycleCallback"]
 

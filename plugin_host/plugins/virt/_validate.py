@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from plugin_host._text import truncated
 from plugin_host.driver.api import TaskConfig
-from plugin_host.drivers.virt._config import NetworkInterfaceConfig, OsConfig, VirtConfig, VirtTaskConfig
 from plugin_host.errors import TaskConfigError
+from plugin_host.plugins.virt._config import NetworkInterfaceConfig, OsConfig, VirtConfig, VirtTaskConfig
 
 __all__ = [
     "MAX_INTERFACES",

@@ -44,14 +44,15 @@ from plugin_host.driver.api import (
     TaskState,
     TaskStatus,
 )
-from plugin_host.drivers.virt._assemble import domain_spec, seed_files, shares_for
-from plugin_host.drivers.virt._cloudinit import write_seed
-from plugin_host.drivers.virt._config import CONFIG_SPEC, TASK_CONFIG_SPEC, VirtConfig, VirtTaskConfig
-from plugin_host.drivers.virt._disk import check_image_files, create_overlay, image_info, remove_files
-from plugin_host.drivers.virt._domain import domain_xml, kvm_usable, pick_domain_type
-from plugin_host.drivers.virt._libvirt import LibvirtConnection
-from plugin_host.drivers.virt._stats import Sample, sample_domain, usage_between
-from plugin_host.drivers.virt._task import (
+from plugin_host.errors import ConfigError, DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
+from plugin_host.plugins.virt._assemble import domain_spec, seed_files, shares_for
+from plugin_host.plugins.virt._cloudinit import write_seed
+from plugin_host.plugins.virt._config import CONFIG_SPEC, TASK_CONFIG_SPEC, VirtConfig, VirtTaskConfig
+from plugin_host.plugins.virt._disk import check_image_files, create_overlay, image_info, remove_files
+from plugin_host.plugins.virt._domain import domain_xml, kvm_usable, pick_domain_type
+from plugin_host.plugins.virt._libvirt import LibvirtConnection
+from plugin_host.plugins.virt._stats import Sample, sample_domain, usage_between
+from plugin_host.plugins.virt._task import (
     HANDLE_VERSION,
     DriverState,
     TaskRecord,
@@ -59,8 +60,7 @@ from plugin_host.drivers.virt._task import (
     exit_for_stopped_event,
     vanished_exit,
 )
-from plugin_host.drivers.virt._validate import TaskPlan, allowed_roots, plan_task
-from plugin_host.errors import ConfigError, DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
+from plugin_host.plugins.virt._validate import TaskPlan, allowed_roots, plan_task
 
 __all__ = ["PLUGIN_NAME", "VirtDriver"]
 
