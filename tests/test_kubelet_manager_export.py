@@ -10,7 +10,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from kubelet_fake import FakeKubelet
 from test_goplugin_launcher import _fs_spec, _wait_devices, launched, running, write_fsdevice
 
 from plugin_host.config import HostConfig
@@ -26,6 +25,7 @@ from plugin_host.kubelet import (
     Manager,
 )
 from plugin_host.plugins.fsdevice import FsDevice
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

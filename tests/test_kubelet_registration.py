@@ -12,7 +12,6 @@ import pytest
 from anyio.abc import SocketStream
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin, wire_devices
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.device import ContainerReservation, DeviceGroup, DeviceSpec, FingerprintResponse, Mount
@@ -25,6 +24,7 @@ from plugin_host.kubelet.host.registration_server import (
     is_kubelet_plugin,
 )
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, EventType, PluginConnectionInfo, PluginInfo, Registry
+from plugin_host.testing.device_plugin import ScriptedPlugin, register, serve_plugin, wire_devices
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,6 @@ import anyio
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin
 
 from plugin_host import PluginHost
 from plugin_host.admin import query_status
@@ -21,6 +20,7 @@ from plugin_host.config import HostConfig
 from plugin_host.errors import ConfigError
 from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, Registry
+from plugin_host.testing.device_plugin import ScriptedPlugin, register, serve_plugin
 
 pytestmark = pytest.mark.anyio
 

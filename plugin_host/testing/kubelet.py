@@ -1,4 +1,9 @@
-"""A fake kubelet for device plugin tests: the far side that cannot run here, strict where kubelet is.
+"""A fake kubelet for testing Kubernetes device plugins: the far side that cannot run in a test, strict where
+kubelet is. Use it in the tests of a plugin built with :mod:`plugin_host.kubelet` (or of any v1beta1 plugin)::
+
+    async with FakeKubelet(plugin_dir) as kubelet, Manager("example.com", scanner, plugin_dir=plugin_dir):
+        devices = await kubelet.wait_for_devices("example.com/gpu", lambda devices: len(devices) == 2)
+        response = await kubelet.allocate("example.com/gpu", ["gpu0"])
 
 What it follows from kubelet's devicemanager (``pkg/kubelet/cm/devicemanager``, plugin/v1beta1 server.go,
 handler.go, client.go; manager.go):
