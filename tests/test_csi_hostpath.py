@@ -20,7 +20,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from plugin_host._proto.csi import v1 as wire
-from plugin_host.csi import CsiClient, CsiPluginServer
+from plugin_host.csi import CsiClient, CsiPlugin, CsiPluginServer
 from plugin_host.errors import PluginRPCError
 from plugin_host.plugins.csi_hostpath.hostpath import TOPOLOGY_KEY, HostpathPlugin
 
@@ -267,3 +267,9 @@ async def test_plugin_process_after_sigkill_replaces_the_stale_socket(short_tmp:
         with anyio.fail_after(20):
             await second.wait()
         await second.aclose()
+
+
+def test_the_reference_plugin_is_a_csi_plugin(short_tmp: Path) -> None:
+    """HostpathPlugin implements the CsiPlugin Protocol the server is typed against (and mypy checks statically)."""
+    plugin: CsiPlugin = HostpathPlugin(short_tmp / "data")
+    assert isinstance(plugin, CsiPlugin)
