@@ -31,8 +31,8 @@ from typing import Any
 import anyio
 
 from plugin_host.device import FingerprintResponse
-from plugin_host.fsdevice import FsDevice
-from plugin_host.fsdevice._scan import scan_devices
+from plugin_host.plugins.fsdevice import FsDevice
+from plugin_host.plugins.fsdevice._scan import scan_devices
 
 CPU_TARGET_MS = 50.0
 
@@ -99,7 +99,7 @@ async def _next(stream: AsyncGenerator[FingerprintResponse, None]) -> Fingerprin
 
 async def measure_stream(directory: Path, period: float, samples: int, window: float) -> dict[str, float]:
     """Live stream figures: CPU per scan over a quiet window, and creation/chmod detection latency."""
-    logger = logging.getLogger("plugin_host.fsdevice")
+    logger = logging.getLogger("plugin_host.plugins.fsdevice")
     counter = _ScanCounter()
     logger.addHandler(counter)
     logger.setLevel(logging.DEBUG)

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 
 from plugin_host.device import DeviceManager
-from plugin_host.kubelet.registration_server import KubeletRegistrationServer
+from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer
 from plugin_host.registry import Registry
 
 RESOURCE = "example.com/scale"
@@ -42,7 +42,7 @@ import os, sys, anyio
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Server
 from plugin_host._proto import v1beta1 as wire
-from plugin_host.kubelet._list_encode import encode_device
+from plugin_host.kubelet.export._list_encode import encode_device
 
 directory, count = sys.argv[1], int(sys.argv[2])
 parts = []

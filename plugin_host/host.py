@@ -49,9 +49,9 @@ from plugin_host.driver.manager import DriverManager
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
 from plugin_host.host_config import HostConfig
 from plugin_host.kubelet.api import HEALTHY as KUBELET_HEALTHY
-from plugin_host.kubelet.manager import Manager as KubeletManager
-from plugin_host.kubelet.manager_export import DeviceManagerScanner
-from plugin_host.kubelet.registration_server import KubeletRegistrationServer, is_kubelet_plugin
+from plugin_host.kubelet.export.manager import Manager as KubeletManager
+from plugin_host.kubelet.export.manager_export import DeviceManagerScanner
+from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer, is_kubelet_plugin
 from plugin_host.loader.catalog import BUILTIN_PLUGINS, BuiltinPlugin
 from plugin_host.loader.launcher import PluginLauncher, plugin_specs_from_config
 from plugin_host.registry import (

@@ -20,13 +20,13 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
-from examples.csi_hostpath.hostpath import HostpathPlugin
 from plugin_host._proto import pluginregistration as wire
 from plugin_host._proto.csi import v1 as csi_wire
 from plugin_host.csi import CsiPluginServer
+from plugin_host.plugins.csi_hostpath.hostpath import HostpathPlugin
 
 HOSTPATH_NAME = "hostpath.csi.plugin-host.dev"
-EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "csi_hostpath" / "plugin.py"
+HOSTPATH_MODULE = "plugin_host.plugins.csi_hostpath"
 
 
 class Registrar(wire.RegistrationBase):  # type: ignore[misc]  # generated code is not type-checked
@@ -108,7 +108,7 @@ def bind_silent_socket(path: Path) -> socket.socket:
 
 @asynccontextmanager
 async def serve_hostpath(socket_path: Path, *, name: str = HOSTPATH_NAME) -> AsyncIterator[HostpathPlugin]:
-    """Serve the example hostpath CSI plugin in-process on ``socket_path`` (its volumes next to the socket)."""
+    """Serve the reference hostpath CSI plugin in-process on ``socket_path`` (its volumes next to the socket)."""
     plugin = HostpathPlugin(socket_path.with_suffix(".data"), name=name, node_id="node-1", max_volumes_per_node=8)
     async with CsiPluginServer(plugin, socket_path):
         yield plugin
@@ -116,10 +116,11 @@ async def serve_hostpath(socket_path: Path, *, name: str = HOSTPATH_NAME) -> Asy
 
 @asynccontextmanager
 async def run_hostpath_process(socket_path: Path, *, name: str = HOSTPATH_NAME) -> AsyncIterator[Process]:
-    """Run the example hostpath CSI plugin as its own process; returns once it serves. Killed (SIGKILL) at the end."""
+    """Run the reference hostpath CSI plugin as its own process; returns once it serves. Killed (SIGKILL) at the end."""
     command = [
         sys.executable,
-        os.fspath(EXAMPLE_PLUGIN),
+        "-m",
+        HOSTPATH_MODULE,
         "--socket",
         os.fspath(socket_path),
         "--data-dir",

@@ -14,11 +14,11 @@ import pytest
 from plugin_host import PluginHost
 from plugin_host.config import load_hcl_file, loads_hcl
 from plugin_host.config.hcl import MAX_CONFIG_BYTES, MAX_NESTING
-from plugin_host.drivers.rawexec.config import RawExecConfig
-from plugin_host.drivers.virt._config import VirtConfig, VirtTaskConfig
 from plugin_host.errors import ConfigError, HclSyntaxError
-from plugin_host.fsdevice.config import FsDeviceConfig
 from plugin_host.host_config import HostConfig
+from plugin_host.plugins.fsdevice.config import FsDeviceConfig
+from plugin_host.plugins.rawexec.config import RawExecConfig
+from plugin_host.plugins.virt._config import VirtConfig, VirtTaskConfig
 
 NUL = "a\x00b"
 _NUL_PROBLEM = "contains a NUL byte, which a file path cannot hold; got 'a\\x00b'"

@@ -16,7 +16,6 @@ import anyio.abc
 import pytest
 from grpclib.server import Server
 
-from examples.csi_hostpath.hostpath import DEFAULT_NAME, TOPOLOGY_KEY, VERSION, HostpathPlugin
 from plugin_host._proto.csi import v1 as wire
 from plugin_host.csi import CsiClient, CsiClients, CsiPluginServer, api
 from plugin_host.errors import (
@@ -27,6 +26,7 @@ from plugin_host.errors import (
     PluginTimeoutError,
     PluginUnavailableError,
 )
+from plugin_host.plugins.csi_hostpath.hostpath import DEFAULT_NAME, TOPOLOGY_KEY, VERSION, HostpathPlugin
 
 MOUNT = {"mount": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}
 

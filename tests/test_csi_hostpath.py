@@ -1,4 +1,4 @@
-"""The hostpath example CSI plugin keeps to the spec (idempotency, ALREADY_EXISTS, NOT_FOUND, INVALID_ARGUMENT naming
+"""The reference hostpath CSI plugin keeps to the spec (idempotency, ALREADY_EXISTS, NOT_FOUND, INVALID_ARGUMENT naming
 the field, paging) and runs as its own process that stops cleanly on SIGTERM."""
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from examples.csi_hostpath.hostpath import TOPOLOGY_KEY, HostpathPlugin
 from plugin_host._proto.csi import v1 as wire
-from plugin_host.csi import CsiClient, CsiPluginServer
+from plugin_host.csi import CsiClient, CsiPlugin, CsiPluginServer
 from plugin_host.errors import PluginRPCError
+from plugin_host.plugins.csi_hostpath.hostpath import TOPOLOGY_KEY, HostpathPlugin
 
-REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "examples" / "csi_hostpath" / "plugin.py"
+MODULE = "plugin_host.plugins.csi_hostpath"
 MOUNT = {"mount": {}, "access_mode": {"mode": "SINGLE_NODE_WRITER"}}
 
 
@@ -219,7 +218,7 @@ async def test_volumes_survive_a_plugin_restart(short_tmp: Path) -> None:
 
 async def _start(socket_path: Path, data_dir: Path, *extra: str) -> tuple[anyio.abc.Process, str]:
     process = await anyio.open_process(
-        [sys.executable, str(SCRIPT), "--socket", str(socket_path), "--data-dir", str(data_dir), *extra],
+        [sys.executable, "-m", MODULE, "--socket", str(socket_path), "--data-dir", str(data_dir), *extra],
         stdin=subprocess.DEVNULL,
     )
     assert process.stdout is not None
@@ -268,3 +267,9 @@ async def test_plugin_process_after_sigkill_replaces_the_stale_socket(short_tmp:
         with anyio.fail_after(20):
             await second.wait()
         await second.aclose()
+
+
+def test_the_reference_plugin_is_a_csi_plugin(short_tmp: Path) -> None:
+    """HostpathPlugin implements the CsiPlugin Protocol the server is typed against (and mypy checks statically)."""
+    plugin: CsiPlugin = HostpathPlugin(short_tmp / "data")
+    assert isinstance(plugin, CsiPlugin)

@@ -12,7 +12,7 @@ import textwrap
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from grpclib.client import Channel
@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from plugin_host._proto.csi import v1 as wire
-from plugin_host.csi import CsiClient, CsiPluginServer, Secrets
+from plugin_host.csi import CsiClient, CsiPlugin, CsiPluginServer, GetPluginInfoResponse, Secrets
+from plugin_host.csi import api as csi_api
 from plugin_host.csi._rpcs import RPCS
 from plugin_host.csi._secrets import SECRET_FIELDS, scrub, scrub_exception
 from plugin_host.csi.server import rpc_method_name
@@ -223,7 +224,9 @@ async def test_secrets_never_reach_logs_reprs_or_errors(short_tmp: Path, caplog:
     caplog.set_level(logging.DEBUG)
     plugin = EchoingPlugin()
     errors: list[PluginHostError] = []
-    async with CsiPluginServer(plugin, short_tmp / "csi.sock"), CsiClient(short_tmp / "csi.sock", timeout=10) as client:
+    # Its __getattr__ answers every RPC, the Identity service's too, which the type checker cannot see.
+    served = cast(CsiPlugin, plugin)
+    async with CsiPluginServer(served, short_tmp / "csi.sock"), CsiClient(short_tmp / "csi.sock", timeout=10) as client:
         for rpc_name, arguments in ARGUMENTS.items():
             method = getattr(client, rpc_method_name(rpc_name))
             with pytest.raises(PluginRPCError) as caught:
@@ -246,7 +249,20 @@ async def test_secrets_never_reach_logs_reprs_or_errors(short_tmp: Path, caplog:
     assert "'token': '***'" in str(errors[0])
 
 
-class RaisingPlugin:
+class IdentityOnly:
+    """The Identity service every CSI plugin implements, for the doubles below."""
+
+    async def get_plugin_info(self, request: Any) -> GetPluginInfoResponse:
+        return GetPluginInfoResponse(name="secrets.example.com", vendor_version="1.0.0")
+
+    async def get_plugin_capabilities(self, request: Any) -> csi_api.GetPluginCapabilitiesResponse:
+        return csi_api.GetPluginCapabilitiesResponse()
+
+    async def probe(self, request: Any) -> csi_api.ProbeResponse:
+        return csi_api.ProbeResponse(ready=True)
+
+
+class RaisingPlugin(IdentityOnly):
     """A plugin whose DeleteVolume fails with a plain exception quoting the credentials (a careless plugin bug)."""
 
     def __init__(self, error: Callable[[str], Exception]) -> None:
@@ -289,7 +305,7 @@ async def test_plugin_exception_quoting_a_secret_is_scrubbed_by_the_server(
     assert SECRET not in caplog.text
 
 
-class StatusQuotingPlugin:
+class StatusQuotingPlugin(IdentityOnly):
     """A plugin whose DeleteVolume rejects the request with a gRPC status that quotes the credentials."""
 
     async def delete_volume(self, request: Any) -> BaseModel:

@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from plugin_host.driver import DriverFingerprint, DriverManager, HealthState
-from plugin_host.drivers.rawexec import RawExecDriver
 from plugin_host.errors import DriverError, PluginNotFoundError
+from plugin_host.plugins.rawexec import RawExecDriver
 
 pytestmark = pytest.mark.anyio
 

@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_rawexec(plugin_dir: Path, name: str = "rawexec") -> Path:
-    """An executable that execs ``python -m plugin_host.drivers.rawexec``."""
+    """An executable that execs ``python -m plugin_host.plugins.rawexec``."""
     path = plugin_dir / name
     path.write_text(
         f"#!{sys.executable}\nimport os, sys\n"
         f"os.environ['PYTHONPATH'] = {str(ROOT)!r}\n"
-        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.drivers.rawexec'])\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.plugins.rawexec'])\n"
     )
     path.chmod(0o755)
     return path

@@ -14,8 +14,8 @@ from driver_helpers import gated, make_fifo, read_line, release, task
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER
 from plugin_host.base.structs import Attribute
 from plugin_host.driver import DriverPluginClient, DriverPluginServer, HealthState, TaskState
-from plugin_host.drivers.rawexec import RawExecDriver
 from plugin_host.errors import DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
+from plugin_host.plugins.rawexec import RawExecDriver
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,6 @@ import pytest
 from driver_helpers import gated, make_fifo, release, task
 
 from plugin_host.driver import DRIVER_NOT_CONFIGURED, DriverManager, TaskHandle
-from plugin_host.drivers.rawexec import RawExecDriver
 from plugin_host.errors import (
     ConfigError,
     DriverError,
@@ -26,6 +25,7 @@ from plugin_host.errors import (
     TaskExistsError,
     TaskNotFoundError,
 )
+from plugin_host.plugins.rawexec import RawExecDriver
 from plugin_host.state import SqliteStateStore
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +80,7 @@ sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 from driver_helpers import gated
 from pathlib import Path
 from plugin_host.driver import DriverManager
-from plugin_host.drivers.rawexec import RawExecDriver
+from plugin_host.plugins.rawexec import RawExecDriver
 from plugin_host.state import SqliteStateStore
 
 async def main():

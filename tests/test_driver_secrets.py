@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from plugin_host.driver.api import TaskConfig, TaskHandle, TaskState
-from plugin_host.drivers.rawexec import RawExecConfig, RawExecDriver
-from plugin_host.drivers.virt._config import VirtTaskConfig
 from plugin_host.errors import ConfigError, TaskConfigError
+from plugin_host.plugins.rawexec import RawExecConfig, RawExecDriver
+from plugin_host.plugins.virt._config import VirtTaskConfig
 
 SECRET = "hunter2-do-not-print"
 

@@ -23,8 +23,8 @@ from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host.driver import DriverPluginClient, DriverPluginServer
 from plugin_host.driver import _convert as driver_convert
 from plugin_host.driver.api import DriverNetwork, TaskConfig, TaskHandle, TaskResourceUsage
-from plugin_host.drivers.rawexec import RawExecDriver
 from plugin_host.errors import DriverError, TaskConfigError, TaskExistsError
+from plugin_host.plugins.rawexec import RawExecDriver
 
 pytestmark = pytest.mark.anyio
 

@@ -28,7 +28,7 @@ from plugin_host.device import (
     StatsResponse,
 )
 from plugin_host.errors import DeviceError
-from plugin_host.fsdevice import FsDevice
+from plugin_host.plugins.fsdevice import FsDevice
 
 pytestmark = pytest.mark.anyio
 
@@ -98,7 +98,7 @@ class _LogWatch(logging.Handler):
 @pytest.fixture
 def fslog() -> Iterator[_LogWatch]:
     """The fs-device's debug log, captured."""
-    logger = logging.getLogger("plugin_host.fsdevice")
+    logger = logging.getLogger("plugin_host.plugins.fsdevice")
     watch = _LogWatch()
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
@@ -285,7 +285,7 @@ async def test_directory_replaced_by_a_file_gives_an_error(devdir: Path) -> None
 _UNREADABLE_CHILD = """
 import os, sys, anyio
 from contextlib import aclosing
-from plugin_host.fsdevice import FsDevice, FsDeviceConfig
+from plugin_host.plugins.fsdevice import FsDevice, FsDeviceConfig
 
 async def main(directory):
     if os.geteuid() == 0:  # root reads any directory: become the directory's owner, nobody

@@ -11,7 +11,7 @@ import pytest
 from plugin_host.base import hclspec
 from plugin_host.config import HclSyntaxError
 from plugin_host.errors import ConfigError
-from plugin_host.fsdevice import FsDevice, FsDeviceConfig
+from plugin_host.plugins.fsdevice import FsDevice, FsDeviceConfig
 
 ALLOWED = "allowed keys: dir, list_period, unhealthy_perm"
 

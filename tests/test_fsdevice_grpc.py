@@ -17,7 +17,7 @@ from plugin_host._version import go_version
 from plugin_host.base import hclspec
 from plugin_host.device import DevicePluginClient, DevicePluginServer, FingerprintResponse, Mount
 from plugin_host.errors import DeviceError
-from plugin_host.fsdevice import FsDevice
+from plugin_host.plugins.fsdevice import FsDevice
 
 pytestmark = pytest.mark.anyio
 

@@ -168,7 +168,7 @@ async def test_handshake_naming_another_plugins_socket_leaves_that_plugin_runnin
     (devs / "a").write_text("a")
     wrapper = (
         f"sys.path.insert(0, {str(ROOT)!r})\nos.environ['PYTHONPATH'] = {str(ROOT)!r}\n"
-        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.fsdevice'])"
+        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.plugins.fsdevice'])"
     )
     write_plugin(plugins, "fsdev", wrapper)
     told = short_tmp / "fsdev-socket"
@@ -201,7 +201,7 @@ async def test_plugin_listens_in_a_per_launch_directory_that_is_removed_on_stop(
         plugins,
         "fsdev",
         f"sys.path.insert(0, {str(ROOT)!r})\nos.environ['PYTHONPATH'] = {str(ROOT)!r}\n"
-        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.fsdevice'])",
+        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.plugins.fsdevice'])",
     )
     specs = plugin_specs_from_dir(plugins, {"fsdev": ((), {"dir": str(devs), "list_period": "1s"})})
     async with launching(specs, sockets) as launcher:

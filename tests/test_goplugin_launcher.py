@@ -32,11 +32,11 @@ def write_plugin(plugin_dir: Path, name: str, body: str, *, mode: int = 0o755) -
 
 
 def write_fsdevice(plugin_dir: Path, name: str = "fsdev") -> Path:
-    """A wrapper that execs ``python -m plugin_host.fsdevice``."""
+    """A wrapper that execs ``python -m plugin_host.plugins.fsdevice``."""
     body = (
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         f"os.environ['PYTHONPATH'] = {str(ROOT)!r}\n"
-        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.fsdevice'])"
+        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.plugins.fsdevice'])"
     )
     return write_plugin(plugin_dir, name, body)
 

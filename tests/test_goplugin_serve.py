@@ -29,9 +29,9 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from plugin_host._proto import plugin as wire
 from plugin_host.device import DevicePluginClient
 from plugin_host.device.plugin import NOT_LAUNCHED_MESSAGE, aserve_device_plugin
-from plugin_host.fsdevice import FsDevice
 from plugin_host.goplugin._stdio import HclogJsonFormatter
 from plugin_host.goplugin.handshake import ENV_UNIX_SOCKET_DIR, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, parse_handshake
+from plugin_host.plugins.fsdevice import FsDevice
 
 pytestmark = pytest.mark.anyio
 
@@ -87,8 +87,10 @@ def _env(socket_dir: Path, cookie: str | None = MAGIC_COOKIE_VALUE) -> dict[str,
 
 @asynccontextmanager
 async def launched(socket_dir: Path) -> AsyncIterator[Plugin]:
-    """Start ``python -m plugin_host.fsdevice`` as go-plugin's client does and read its handshake."""
-    process = await anyio.open_process([sys.executable, "-m", "plugin_host.fsdevice"], env=_env(socket_dir), cwd=REPO)
+    """Start ``python -m plugin_host.plugins.fsdevice`` as go-plugin's client does and read its handshake."""
+    process = await anyio.open_process(
+        [sys.executable, "-m", "plugin_host.plugins.fsdevice"], env=_env(socket_dir), cwd=REPO
+    )
     try:
         assert process.stdout is not None
         stdout = BufferedByteReceiveStream(process.stdout)
@@ -224,7 +226,7 @@ async def test_signal_exits_zero_and_removes_socket(socket_dir: Path, signum: si
 def test_without_the_cookie_exits_one_with_a_message(socket_dir: Path, cookie: str | None) -> None:
     """Run by hand (no or wrong magic cookie) the plugin says what it is on stderr, prints nothing, and exits 1."""
     result = subprocess.run(
-        [sys.executable, "-m", "plugin_host.fsdevice"],
+        [sys.executable, "-m", "plugin_host.plugins.fsdevice"],
         env=_env(socket_dir, cookie),
         cwd=REPO,
         capture_output=True,

@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import pytest
 from driver_helpers import gated, make_fifo, release, task
-from kubelet_fake import FakeKubelet
 
 from plugin_host import PLUGIN_TYPE_DEVICE, PluginHost
 from plugin_host.admin import (
@@ -28,6 +27,7 @@ from plugin_host.cli import render_status
 from plugin_host.host_config import HostConfig
 from plugin_host.state import SqliteStateStore
 from plugin_host.state.api import TaskHandleRecord
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

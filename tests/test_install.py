@@ -23,8 +23,8 @@ from plugin_host import __version__
 from plugin_host.cli import READY_PREFIX
 from plugin_host.device.plugin import NOT_LAUNCHED_MESSAGE
 from plugin_host.driver.plugin import NOT_LAUNCHED_MESSAGE as NOT_LAUNCHED_DRIVER_MESSAGE
-from plugin_host.drivers.virt.__main__ import MISSING_EXTRA_MESSAGE
 from plugin_host.goplugin.handshake import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
+from plugin_host.plugins.virt.__main__ import MISSING_EXTRA_MESSAGE
 
 # The first install builds the venv (pip, a wheel build, the dependencies): slow once per session.
 pytestmark = pytest.mark.timeout(600)
@@ -76,7 +76,7 @@ def test_every_module_imports_without_extras(installed_venv: InstalledVenv, shor
     assert report["file"].startswith(str(installed_venv.path)), report["file"]
     missing = {name: module for name, module in report["failed"].items() if module not in VIRT_EXTRA_MODULES}
     assert missing == {}
-    assert all(name.startswith("plugin_host.drivers.virt.") for name in report["failed"]), report["failed"]
+    assert all(name.startswith("plugin_host.plugins.virt.") for name in report["failed"]), report["failed"]
 
 
 @pytest.mark.parametrize("script", sorted(console_scripts()))

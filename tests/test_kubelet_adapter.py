@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import pytest
-from kubelet_fake import FakeKubelet
 
 from plugin_host.base import hclspec
 from plugin_host.base.api import PluginInfoResponse
@@ -23,9 +22,10 @@ from plugin_host.device import (
     StatsResponse,
 )
 from plugin_host.errors import ConfigError, InvalidPluginError, InvalidRequestError, PluginRPCError
-from plugin_host.fsdevice import FsDevice
 from plugin_host.kubelet import AllocateRequest, ContainerAllocateRequest, KubeletDeviceSpec, KubeletMount, Manager
-from plugin_host.kubelet.adapter import DevicePluginScanner, container_response, device_type_for_group
+from plugin_host.kubelet.export.adapter import DevicePluginScanner, container_response, device_type_for_group
+from plugin_host.plugins.fsdevice import FsDevice
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

@@ -36,11 +36,12 @@ from plugin_host.kubelet import (
     PreferredAllocationResponse,
     PreStartContainerRequest,
     RegisterRequest,
-    _cdi,
     _names,
 )
 from plugin_host.kubelet import _convert as convert
-from plugin_host.kubelet._notifier import DiffNotifier, TreeUpdate
+from plugin_host.kubelet.export import _cdi
+from plugin_host.kubelet.export._list_encode import list_response_to_wire
+from plugin_host.kubelet.export._notifier import DiffNotifier, TreeUpdate
 
 HEALTHY_INFO = DeviceInfo()
 SICK_INFO = DeviceInfo(state="Unhealthy")
@@ -479,7 +480,7 @@ def test_wire_round_trip(model: Any, to_wire: Any, from_wire: Any) -> None:
 
 def test_list_response_sends_every_device_with_health_and_numa_nodes_in_id_order() -> None:
     """ListAndWatch's message carries each device's id, health and NUMA nodes, sorted by id."""
-    message = convert.list_response_to_wire({"b": DeviceInfo(state="Unhealthy", topology=(1,)), "a": DeviceInfo()})
+    message = list_response_to_wire({"b": DeviceInfo(state="Unhealthy", topology=(1,)), "a": DeviceInfo()})
     parsed = convert.list_response_from_wire(wire.ListAndWatchResponse().parse(bytes(message)))
     assert parsed == (
         KubeletDevice(id="a", health="Healthy", topology=None),

@@ -7,13 +7,13 @@ from pathlib import Path
 import anyio
 import pytest
 from grpclib.client import Channel
-from kubelet_fake import FakeKubelet
 
 from plugin_host._grpc_client import unary_call
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import PluginRPCError
 from plugin_host.kubelet import DeviceInfo, DeviceTypeServer, RegisterRequest
 from plugin_host.kubelet import _convert as convert
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

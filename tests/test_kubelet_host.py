@@ -7,16 +7,16 @@ from pathlib import Path
 
 import anyio
 import pytest
-from kubelet_fake import FakeKubelet
 
 from plugin_host import PLUGIN_TYPE_DEVICE, PluginHost
 from plugin_host.device import DevicePluginClient, Mount
 from plugin_host.errors import DispenseError, PluginNotFoundError
 from plugin_host.host_config import HostConfig
 from plugin_host.kubelet import KubeletMount
-from plugin_host.kubelet._hosted import KubeletDevicePluginClient
-from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL
+from plugin_host.kubelet.host._hosted import KubeletDevicePluginClient
+from plugin_host.kubelet.host.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL
 from plugin_host.registry import PluginConnectionInfo, PluginInfo
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

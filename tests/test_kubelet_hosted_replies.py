@@ -15,13 +15,13 @@ import pytest
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
-from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin, wire_devices
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.device import DeviceGroup, FingerprintResponse
 from plugin_host.errors import PluginProtocolError
-from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL, KubeletRegistrationServer
+from plugin_host.kubelet.host.registration_server import KUBELET_ALLOC_ID, KUBELET_PROTOCOL, KubeletRegistrationServer
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, PluginInfo, Registry
+from plugin_host.testing.device_plugin import ScriptedPlugin, register, serve_plugin, wire_devices
 
 pytestmark = pytest.mark.anyio
 

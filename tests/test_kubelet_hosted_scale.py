@@ -12,16 +12,16 @@ import anyio
 import pytest
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
-from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin
 
 from plugin_host.device import DeviceManager
 from plugin_host.device._manager_instance import _check_groups
 from plugin_host.device.api import Device, DeviceGroup
-from plugin_host.kubelet import _hosted_convert as convert
-from plugin_host.kubelet._list_decode import ListedDevice
-from plugin_host.kubelet._list_encode import encode_device
-from plugin_host.kubelet.registration_server import KubeletRegistrationServer
+from plugin_host.kubelet.export._list_encode import encode_device
+from plugin_host.kubelet.host import _hosted_convert as convert
+from plugin_host.kubelet.host._list_decode import ListedDevice
+from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer
 from plugin_host.registry import Registry
+from plugin_host.testing.device_plugin import ScriptedPlugin, register, serve_plugin
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import PluginProtocolError
 from plugin_host.kubelet import DeviceInfo
-from plugin_host.kubelet._list_decode import DecodedListAndWatchResponse, ListedDevice, decode_canonical
-from plugin_host.kubelet._list_encode import encode_list_response
+from plugin_host.kubelet.export._list_encode import encode_list_response
+from plugin_host.kubelet.host._list_decode import DecodedListAndWatchResponse, ListedDevice, decode_canonical
 
 
 def _by_betterproto(data: bytes) -> tuple[ListedDevice, ...]:

@@ -18,13 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin_host._proto import v1beta1 as wire
-from plugin_host.kubelet import DeviceInfo, DeviceTypeServer, KubeletDevice, _service
+from plugin_host.kubelet import DeviceInfo, DeviceTypeServer, KubeletDevice
 from plugin_host.kubelet import _convert as convert
-from plugin_host.kubelet._list_encode import (
+from plugin_host.kubelet.export import _service
+from plugin_host.kubelet.export._list_encode import (
     EncodedListAndWatchResponse,
     encode_device,
     encode_list_response,
     encoded_list_response,
+    list_response_to_wire,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +67,7 @@ def _google_bytes(messages: dict[str, Any], devices: Mapping[str, DeviceInfo]) -
 
 
 def _betterproto_bytes(devices: Mapping[str, DeviceInfo]) -> bytes:
-    return bytes(convert.list_response_to_wire(devices))
+    return bytes(list_response_to_wire(devices))
 
 
 CASES: list[tuple[str, dict[str, DeviceInfo], bytes]] = [

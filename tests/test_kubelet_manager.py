@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from kubelet_fake import FakeKubelet
 
 from plugin_host.errors import ConfigError, InvalidPluginError, PluginNotFoundError, SocketInUseError
 from plugin_host.kubelet import (
@@ -22,6 +21,7 @@ from plugin_host.kubelet import (
     Manager,
     Notifier,
 )
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from kubelet_fake import FakeKubelet
 from test_goplugin_launcher import _fs_spec, _wait_devices, launched, running, write_fsdevice
 
 from plugin_host.device import DeviceManager
 from plugin_host.errors import PluginRPCError
-from plugin_host.fsdevice import FsDevice
 from plugin_host.host import PluginHost
 from plugin_host.host_config import HostConfig
 from plugin_host.kubelet import (
@@ -26,6 +24,8 @@ from plugin_host.kubelet import (
     KubeletMount,
     Manager,
 )
+from plugin_host.plugins.fsdevice import FsDevice
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

@@ -12,19 +12,19 @@ import pytest
 from anyio.abc import SocketStream
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin, wire_devices
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.device import ContainerReservation, DeviceGroup, DeviceSpec, FingerprintResponse, Mount
 from plugin_host.errors import ConfigError, DeviceError, PluginNotFoundError, SocketInUseError
-from plugin_host.kubelet._list_encode import EncodedListAndWatchResponse
-from plugin_host.kubelet.registration_server import (
+from plugin_host.kubelet.export._list_encode import EncodedListAndWatchResponse
+from plugin_host.kubelet.host.registration_server import (
     KUBELET_ALLOC_ID,
     KUBELET_PROTOCOL,
     KubeletRegistrationServer,
     is_kubelet_plugin,
 )
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, EventType, PluginConnectionInfo, PluginInfo, Registry
+from plugin_host.testing.device_plugin import ScriptedPlugin, register, serve_plugin, wire_devices
 
 pytestmark = pytest.mark.anyio
 

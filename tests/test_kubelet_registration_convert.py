@@ -7,8 +7,8 @@ import pytest
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.base.structs import Attribute
 from plugin_host.device import ContainerReservation, Device, DeviceGroup, DeviceSpec, Mount
-from plugin_host.kubelet import _hosted_convert as convert
-from plugin_host.kubelet._register_checks import endpoint_error, resource_name_error, version_error
+from plugin_host.kubelet.host import _hosted_convert as convert
+from plugin_host.kubelet.host._register_checks import endpoint_error, resource_name_error, version_error
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from plugin_host.kubelet import (
     Manager,
     Notifier,
 )
-from plugin_host.kubelet.registration_server import KUBELET_ALLOC_ID, KubeletRegistrationServer
+from plugin_host.kubelet.host.registration_server import KUBELET_ALLOC_ID, KubeletRegistrationServer
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, EventType, PluginInfo, Registry
 
 pytestmark = pytest.mark.anyio

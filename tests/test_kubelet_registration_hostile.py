@@ -13,14 +13,14 @@ import anyio
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from kubelet_scripted_plugin import ScriptedPlugin, register, serve_plugin
 
 from plugin_host import PluginHost
 from plugin_host.admin import query_status
 from plugin_host.errors import ConfigError
 from plugin_host.host_config import HostConfig
-from plugin_host.kubelet.registration_server import KubeletRegistrationServer
+from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer
 from plugin_host.registry import PLUGIN_TYPE_DEVICE, Registry
+from plugin_host.testing.device_plugin import ScriptedPlugin, register, serve_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,7 @@ async def test_an_oversized_register_field_is_refused_by_name_and_length(
     nothing is dialled and the server takes a good plugin afterwards (echoing it froze the loop in hpack)."""
     plugin = ScriptedPlugin()
     request = {"endpoint": "p.sock", "resource_name": RESOURCE, "version": "v1beta1", **fields}
-    caplog.set_level(logging.INFO, logger="plugin_host.kubelet.registration_server")
+    caplog.set_level(logging.INFO, logger="plugin_host.kubelet.host.registration_server")
     async with (
         Registry() as registry,
         KubeletRegistrationServer(plugin_dir, registry) as server,

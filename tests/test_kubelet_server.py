@@ -16,7 +16,6 @@ import anyio
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Cardinality
-from kubelet_fake import FakeKubelet
 
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import ConfigError, InvalidPluginError, PluginRPCError, SocketInUseError
@@ -42,6 +41,7 @@ from plugin_host.kubelet import (
     UseDefault,
 )
 from plugin_host.kubelet import _convert as convert
+from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio
 

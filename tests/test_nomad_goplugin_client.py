@@ -29,14 +29,16 @@ import pytest
 from nomadloader import MissingToolchain, build_nomadloader
 
 from plugin_host._version import __version__, go_version
-from plugin_host.fsdevice.config import FsDeviceConfig
+from plugin_host.plugins.fsdevice.config import FsDeviceConfig
 
 # The first test of a session may build the harness (about 15 s, more on a busy machine).
 pytestmark = pytest.mark.timeout(240)
 
 ROOT = Path(__file__).resolve().parents[1]
-FS_DEVICE = Path(sys.executable).parent / "plugin-host-fs-device"
-RAW_EXEC = (sys.executable, "-m", "plugin_host.drivers.rawexec")
+# The module behind the plugin-host-fs-device console script, run by this interpreter (test_plugin_scripts runs the
+# installed scripts themselves): the venv's script runs whichever checkout was installed, not necessarily this one.
+FS_DEVICE = (sys.executable, "-m", "plugin_host.plugins.fsdevice")
+RAW_EXEC = (sys.executable, "-m", "plugin_host.plugins.rawexec")
 
 Report = dict[str, Any]
 
@@ -77,11 +79,10 @@ def run_loader(loader: Path, spec: dict[str, Any], work: Path) -> tuple[int, Rep
 
 
 def fs_device_spec(devices: Path) -> dict[str, Any]:
-    """Load the fs-device console script watching ``devices``, reserve ``good``, read one stats message."""
-    assert FS_DEVICE.exists(), f"{FS_DEVICE} is missing: install the project (pip install -e .) into this venv"
+    """Load the fs-device plugin watching ``devices``, reserve ``good``, read one stats message."""
     return {
         "type": "device",
-        "cmd": [str(FS_DEVICE)],
+        "cmd": list(FS_DEVICE),
         "plugin_config": b64(FsDeviceConfig(dir=str(devices)).to_msgpack()),
         "start_timeout_ms": 30000,
         "device": {"reserve": ["good"], "stats_interval_ms": 100},
@@ -247,7 +248,7 @@ def test_loader_refuses_a_pep440_dev_version_with_nomads_message(nomadloader: Pa
     plugin.write_text(
         f"#!{sys.executable}\n"
         "from plugin_host.base.api import PluginInfoResponse\n"
-        "from plugin_host.fsdevice.plugin import FsDevice\n"
+        "from plugin_host.plugins.fsdevice.plugin import FsDevice\n"
         "from plugin_host.device.plugin import serve_device_plugin\n"
         "class Pep440(FsDevice):\n"
         "    async def plugin_info(self):\n"

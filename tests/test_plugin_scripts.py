@@ -21,10 +21,10 @@ from plugin_host.config.hcl import loads_hcl
 from plugin_host.device import DeviceManager, DevicePluginClient
 from plugin_host.driver import DriverManager, DriverPluginClient, HealthState
 from plugin_host.driver.api import DriverFingerprint
-from plugin_host.drivers.rawexec import RawExecConfig
-from plugin_host.drivers.virt import VirtConfig, VirtTaskConfig
-from plugin_host.fsdevice.config import FsDeviceConfig
 from plugin_host.loader.launcher import LaunchState, LaunchStatus, PluginLauncher, PluginSpec
+from plugin_host.plugins.fsdevice.config import FsDeviceConfig
+from plugin_host.plugins.rawexec import RawExecConfig
+from plugin_host.plugins.virt import VirtConfig, VirtTaskConfig
 from plugin_host.registry import Registry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
@@ -104,14 +104,14 @@ def write_virt(plugin_dir: Path) -> Path:
     path.write_text(
         f"#!{sys.executable}\nimport os, sys\n"
         f"os.environ['PYTHONPATH'] = {str(ROOT)!r}\n"
-        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.drivers.virt'])\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'plugin_host.plugins.virt'])\n"
     )
     path.chmod(0o755)
     return path
 
 
 async def test_virt_module_identifies_itself_and_fingerprints(short_tmp: Path) -> None:
-    """python -m plugin_host.drivers.virt: a driver named virt with a go-version version; libvirt's test driver
+    """python -m plugin_host.plugins.virt: a driver named virt with a go-version version; libvirt's test driver
     makes it healthy, an unreachable libvirt undetected."""
     plugin_dir = short_tmp / "plugins"
     plugin_dir.mkdir()

@@ -10,7 +10,7 @@ import pytest
 from driver_helpers import make_fifo, read_line, task
 
 from plugin_host._process import process_start_time
-from plugin_host.drivers.rawexec.driver import RawExecDriver
+from plugin_host.plugins.rawexec.driver import RawExecDriver
 
 pytestmark = pytest.mark.anyio
 

@@ -28,8 +28,8 @@ from plugin_host.driver.api import (
     TaskHandle,
     TaskState,
 )
-from plugin_host.drivers.virt import VirtDriver
 from plugin_host.errors import DriverError, TaskNotFoundError
+from plugin_host.plugins.virt import VirtDriver
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from virt_guest import READY_MARK, build_guest
 from virt_helpers import Layout, make_layout, task_config
 
 from plugin_host.driver.api import ExitResult, HealthState, TaskConfig, TaskHandle, TaskState
-from plugin_host.drivers.virt import VirtConfig, VirtDriver
+from plugin_host.plugins.virt import VirtConfig, VirtDriver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(150)]
 
@@ -139,7 +139,7 @@ async def test_stop_destroys_a_guest_that_ignores_acpi(driver: VirtDriver, layou
 _CHILD = """
 import sys, anyio
 from plugin_host.driver.api import TaskConfig
-from plugin_host.drivers.virt import VirtConfig, VirtDriver
+from plugin_host.plugins.virt import VirtConfig, VirtDriver
 
 async def main() -> None:
     async with VirtDriver(VirtConfig.model_validate_json(sys.argv[1])) as driver:

@@ -12,13 +12,13 @@ import msgpack
 import pycdlib
 import pytest
 
-from plugin_host.drivers.virt import VirtConfig, VirtTaskConfig
-from plugin_host.drivers.virt._cloudinit import SeedContent, Share, build_seed, write_seed
-from plugin_host.drivers.virt._config import EmulatorConfig
-from plugin_host.drivers.virt._domain import DomainSpec, FsShare, domain_xml, pick_domain_type, task_id_from_xml
-from plugin_host.drivers.virt._libvirt import LibvirtConnection
-from plugin_host.drivers.virt._validate import TaskPlan, domain_name_for
 from plugin_host.errors import ConfigError
+from plugin_host.plugins.virt import VirtConfig, VirtTaskConfig
+from plugin_host.plugins.virt._cloudinit import SeedContent, Share, build_seed, write_seed
+from plugin_host.plugins.virt._config import EmulatorConfig
+from plugin_host.plugins.virt._domain import DomainSpec, FsShare, domain_xml, pick_domain_type, task_id_from_xml
+from plugin_host.plugins.virt._libvirt import LibvirtConnection
+from plugin_host.plugins.virt._validate import TaskPlan, domain_name_for
 
 CAPS = """<capabilities><guest><os_type>hvm</os_type><arch name='x86_64'>
 <domain type='qemu'/>{kvm}</arch></guest><guest><os_type>hvm</os_type><arch name='aarch64'><domain type='qemu'/>

@@ -13,8 +13,8 @@ import pytest
 from virt_helpers import Layout, make_image, make_layout, qemu_img_calls, recording_qemu_img, task_config
 
 from plugin_host.driver.api import HealthState
-from plugin_host.drivers.virt import VirtDriver
 from plugin_host.errors import DriverError, TaskConfigError, TaskExistsError
+from plugin_host.plugins.virt import VirtDriver
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from plugin_host.driver.api import (
     Resources,
     TaskConfig,
 )
-from plugin_host.drivers.virt import VirtConfig
+from plugin_host.plugins.virt import VirtConfig
 
 
 @dataclass(frozen=True)

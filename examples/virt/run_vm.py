@@ -19,7 +19,7 @@ from plugin_host.driver.api import (
     Resources,
     TaskConfig,
 )
-from plugin_host.drivers.virt import VirtConfig, VirtDriver
+from plugin_host.plugins.virt import VirtConfig, VirtDriver
 
 
 async def main(image: str, seconds: float, uri: str) -> None:

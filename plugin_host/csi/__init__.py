@@ -28,6 +28,7 @@ from plugin_host.csi.api import ControllerUnpublishVolumeResponse as ControllerU
 from plugin_host.csi.api import CreateSnapshotResponse as CreateSnapshotResponse
 from plugin_host.csi.api import CreateVolumeGroupSnapshotResponse as CreateVolumeGroupSnapshotResponse
 from plugin_host.csi.api import CreateVolumeResponse as CreateVolumeResponse
+from plugin_host.csi.api import CsiPlugin as CsiPlugin
 from plugin_host.csi.api import DeleteSnapshotResponse as DeleteSnapshotResponse
 from plugin_host.csi.api import DeleteVolumeGroupSnapshotResponse as DeleteVolumeGroupSnapshotResponse
 from plugin_host.csi.api import DeleteVolumeResponse as DeleteVolumeResponse
@@ -112,6 +113,7 @@ __all__ = [
     "CsiClients",
     "CsiHealthChanges",
     "CsiManager",
+    "CsiPlugin",
     "CsiPluginHealth",
     "CsiPluginServer",
     "DeleteSnapshotResponse",

@@ -15,7 +15,7 @@ reply that breaks the spec fails validation, and :class:`~plugin_host.csi.CsiCli
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,6 +29,10 @@ from plugin_host.csi._enums import (
     VolumeCapabilityAccessModeMode,
     VolumeUsageUnit,
 )
+
+if TYPE_CHECKING:
+    # requests imports this module (its models use ours): the Protocol below names them in annotations only.
+    from plugin_host.csi.requests import GetPluginCapabilitiesRequest, GetPluginInfoRequest, ProbeRequest
 
 __all__ = [
     "BlockMetadata",
@@ -48,6 +52,7 @@ __all__ = [
     "CreateVolumeGroupSnapshotResponse",
     "CreateVolumeResponse",
     "CsiModel",
+    "CsiPlugin",
     "DeleteSnapshotResponse",
     "DeleteVolumeGroupSnapshotResponse",
     "DeleteVolumeResponse",
@@ -570,3 +575,31 @@ class GetMetadataDeltaResponse(CsiModel):
     block_metadata_type: BlockMetadataType = BlockMetadataType.UNKNOWN
     volume_capacity_bytes: NonNegative = 0
     block_metadata: tuple[BlockMetadata, ...] = ()
+
+
+# --- the plugin side ----------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class CsiPlugin(Protocol):
+    """A CSI plugin as :class:`~plugin_host.csi.server.CsiPluginServer` serves it: at least the Identity service.
+
+    The spec requires every plugin to implement Identity. The other services are optional and found by name: for
+    each RPC the plugin implements it has an async method named after it in snake_case, taking the request model of
+    :mod:`plugin_host.csi.requests` and returning the response model of this module, e.g.
+    ``async def node_get_info(self, request: NodeGetInfoRequest) -> NodeGetInfoResponse``. The server answers
+    ``UNIMPLEMENTED`` for RPCs without a method. The reference plugin is
+    :class:`plugin_host.plugins.csi_hostpath.HostpathPlugin` (Identity, Controller and Node).
+    """
+
+    async def get_plugin_info(self, request: GetPluginInfoRequest) -> GetPluginInfoResponse:
+        """The plugin's name (a domain name, as the spec requires) and version."""
+        ...
+
+    async def get_plugin_capabilities(self, request: GetPluginCapabilitiesRequest) -> GetPluginCapabilitiesResponse:
+        """Which services the plugin offers (controller service, topology constraints, volume expansion)."""
+        ...
+
+    async def probe(self, request: ProbeRequest) -> ProbeResponse:
+        """Whether the plugin is ready; a ``ready`` left unset means ready."""
+        ...

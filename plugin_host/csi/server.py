@@ -1,7 +1,8 @@
 """Serve a CSI plugin written in Python over gRPC on a Unix socket, speaking the models of this package.
 
-A plugin is any object with async methods named after the CSI RPCs in snake_case, each taking the request model
-of :mod:`plugin_host.csi.requests` and returning the reply model of :mod:`plugin_host.csi.api`::
+A plugin is a :class:`~plugin_host.csi.api.CsiPlugin`: an object with async methods named after the CSI RPCs in
+snake_case (at least the Identity service's), each taking the request model of :mod:`plugin_host.csi.requests` and
+returning the reply model of :mod:`plugin_host.csi.api`::
 
     class MyPlugin:
         async def get_plugin_info(self, request: GetPluginInfoRequest) -> GetPluginInfoResponse: ...
@@ -30,6 +31,7 @@ from plugin_host._grpc_server import UnixSocketServer, recv_request
 from plugin_host.csi._convert import describe_validation_error, from_wire, to_wire
 from plugin_host.csi._rpcs import RPCS, Rpc
 from plugin_host.csi._secrets import scrub_exception, secret_values
+from plugin_host.csi.api import CsiPlugin
 
 __all__ = ["CsiPluginServer", "csi_handlers", "rpc_method_name"]
 
@@ -95,7 +97,7 @@ def _unimplemented(rpc: Rpc) -> Handler:
     return Handler(handle, cardinality, rpc.wire_request, rpc.wire_reply)
 
 
-def csi_handlers(plugin: object) -> _Services:
+def csi_handlers(plugin: CsiPlugin) -> _Services:
     """The grpclib servable for every CSI RPC: ``plugin``'s method where it has one, ``UNIMPLEMENTED`` elsewhere."""
     handlers: dict[str, Handler] = {}
     for rpc in RPCS.values():
@@ -112,5 +114,5 @@ class CsiPluginServer(UnixSocketServer):
     flight, closes the clients' connections and removes the socket file.
     """
 
-    def __init__(self, plugin: object, socket_path: str | os.PathLike[str]) -> None:
+    def __init__(self, plugin: CsiPlugin, socket_path: str | os.PathLike[str]) -> None:
         super().__init__(Path(socket_path), [csi_handlers(plugin)], what="CSI plugin socket")

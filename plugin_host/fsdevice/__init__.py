@@ -1,10 +1,13 @@
-"""The reference filesystem device plugin (Nomad's example fs-device): files in a directory are devices."""
+"""The reference filesystem device plugin at the path the design contract names (``shared/design.md`` §3).
+
+The plugin lives in :mod:`plugin_host.plugins.fsdevice` with the other reference plugins; this module re-exports the
+two names the contract promises, so ``from plugin_host.fsdevice import FsDevice, FsDeviceConfig`` keeps working.
+Run the plugin with ``plugin-host-fs-device`` or ``python -m plugin_host.plugins.fsdevice``.
+"""
 
 from __future__ import annotations
 
-from plugin_host.fsdevice.config import CONFIG_SPEC as CONFIG_SPEC
-from plugin_host.fsdevice.config import FsDeviceConfig as FsDeviceConfig
-from plugin_host.fsdevice.config import PermissionString as PermissionString
-from plugin_host.fsdevice.plugin import FsDevice as FsDevice
+from plugin_host.plugins.fsdevice import FsDevice as FsDevice
+from plugin_host.plugins.fsdevice import FsDeviceConfig as FsDeviceConfig
 
-__all__ = ["CONFIG_SPEC", "FsDevice", "FsDeviceConfig", "PermissionString"]
+__all__ = ["FsDevice", "FsDeviceConfig"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.kubelet.api import (
     AllocateRequest,
@@ -12,7 +10,6 @@ from plugin_host.kubelet.api import (
     ContainerAllocateResponse,
     ContainerPreferredAllocationRequest,
     ContainerPreferredAllocationResponse,
-    DeviceInfo,
     DevicePluginOptions,
     KubeletDevice,
     KubeletDeviceSpec,
@@ -30,11 +27,9 @@ __all__ = [
     "allocate_request_to_wire",
     "allocate_response_from_wire",
     "allocate_response_to_wire",
-    "device_to_wire",
     "kubelet_device_from_wire",
     "kubelet_device_to_wire",
     "list_response_from_wire",
-    "list_response_to_wire",
     "options_from_wire",
     "options_to_wire",
     "pre_start_request_from_wire",
@@ -45,6 +40,7 @@ __all__ = [
     "preferred_allocation_response_to_wire",
     "register_request_from_wire",
     "register_request_to_wire",
+    "topology_to_wire",
 ]
 
 DEVICE_PLUGIN_SERVICE = "/v1beta1.DevicePlugin"
@@ -54,20 +50,15 @@ REGISTRATION_SERVICE = "/v1beta1.Registration"
 # --- devices ------------------------------------------------------------------------------------------------------
 
 
-def _topology_to_wire(topology: tuple[int, ...] | None) -> wire.TopologyInfo | None:
+def topology_to_wire(topology: tuple[int, ...] | None) -> wire.TopologyInfo | None:
     if topology is None:
         return None
     return wire.TopologyInfo(nodes=[wire.NumaNode(id=node) for node in topology])
 
 
-def device_to_wire(dev_id: str, info: DeviceInfo) -> wire.Device:
-    """One device of a tree as ListAndWatch sends it."""
-    return wire.Device(id=dev_id, health=info.state, topology=_topology_to_wire(info.topology))
-
-
 def kubelet_device_to_wire(device: KubeletDevice) -> wire.Device:
     """A listed device, back on the wire."""
-    return wire.Device(id=device.id, health=device.health, topology=_topology_to_wire(device.topology))
+    return wire.Device(id=device.id, health=device.health, topology=topology_to_wire(device.topology))
 
 
 def kubelet_device_from_wire(device: wire.Device) -> KubeletDevice:
@@ -76,11 +67,6 @@ def kubelet_device_from_wire(device: wire.Device) -> KubeletDevice:
     if device.is_set("topology"):
         topology = tuple(node.id for node in device.topology.nodes)
     return KubeletDevice(id=device.id, health=device.health, topology=topology)
-
-
-def list_response_to_wire(devices: Mapping[str, DeviceInfo]) -> wire.ListAndWatchResponse:
-    """The full device list of one type, in id order."""
-    return wire.ListAndWatchResponse(devices=[device_to_wire(dev_id, devices[dev_id]) for dev_id in sorted(devices)])
 
 
 def list_response_from_wire(response: wire.ListAndWatchResponse) -> tuple[KubeletDevice, ...]:

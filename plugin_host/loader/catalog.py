@@ -10,10 +10,10 @@ from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PLUGIN_TYPE_DRIVER
 from plugin_host.config.validation import ConfigModel
 from plugin_host.device.api import DevicePlugin
 from plugin_host.driver.api import DriverPlugin
-from plugin_host.drivers.rawexec import RawExecConfig, RawExecDriver
-from plugin_host.drivers.virt import VirtConfig
 from plugin_host.errors import ConfigError
-from plugin_host.fsdevice import FsDevice, FsDeviceConfig
+from plugin_host.plugins.fsdevice import FsDevice, FsDeviceConfig
+from plugin_host.plugins.rawexec import RawExecConfig, RawExecDriver
+from plugin_host.plugins.virt import VirtConfig
 
 __all__ = ["BUILTIN_PLUGINS", "BuiltinPlugin"]
 
@@ -31,7 +31,7 @@ class BuiltinPlugin:
 def _virt_driver() -> DriverPlugin:
     # Imported here: the driver needs libvirt-python (the [virt] extra), only when `plugin "virt"` is configured.
     try:
-        from plugin_host.drivers.virt.driver import VirtDriver
+        from plugin_host.plugins.virt.driver import VirtDriver
     except ImportError as exc:
         raise ConfigError(f'plugin "virt": needs the [virt] extra (pip install "plugin-host[virt]"): {exc}') from exc
     return VirtDriver()

@@ -1,1 +1,0 @@
-"""A small hostpath CSI plugin: volumes are directories; see README.md."""
