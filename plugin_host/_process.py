@@ -162,9 +162,10 @@ def signal_group(pid: int, signum: signal.Signals) -> None:
         signal_process(pid, signum)
 
 
-async def wait_group_gone(pgid: int) -> None:
-    """Wait until process group ``pgid`` has no live member (they are not our children: watch each by pidfd)."""
-    while members := group_members(pgid):
+async def wait_group_gone(pgid: int, session: int | None = None) -> None:
+    """Wait until process group ``pgid`` (in ``session``, default ``pgid``) has no live member (they are not our
+    children: watch each by pidfd)."""
+    while members := group_members(pgid, session):
         pidfd = open_pidfd(members[0])
         if pidfd is None:
             continue

@@ -24,6 +24,7 @@ from plugin_host._process import (
     open_pidfd,
     pidfd_exited,
     process_start_time,
+    wait_group_gone,
     wait_pidfd,
 )
 from plugin_host._text import truncated
@@ -142,7 +143,7 @@ class RawExecTask:
         """``signum``, then SIGKILL after ``timeout`` seconds; returns once the executor recorded the exit, with
         what the task left in its process group killed too."""
         if not self.running:
-            self.kill_leftovers()
+            await self.kill_leftovers()
             return
         self.signal(signum)
         with anyio.move_on_after(timeout):
@@ -153,9 +154,9 @@ class RawExecTask:
                 await self.wait()
         if self.running:
             raise DriverError(f"raw-exec: task {truncated(self.config.id)} did not exit after SIGKILL")
-        self.kill_leftovers()
+        await self.kill_leftovers()
 
-    def kill_leftovers(self) -> None:
+    async def kill_leftovers(self) -> None:
         """SIGKILL the processes the exited task left in its process group, as Nomad's executor kills the task's group
         once it stops it (hashicorp/nomad#3572)."""
         # Listed members hold the group id (the task's pid) and session id (the executor's): neither can be another's.
@@ -164,6 +165,10 @@ class RawExecTask:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.state.pid, signal.SIGKILL)
+        # SIGKILL is delivered asynchronously: return once the leftovers are really gone (bounded: a process in
+        # uninterruptible sleep dies only when its I/O ends).
+        with anyio.move_on_after(10):
+            await wait_group_gone(self.state.pid, self.state.executor_pid)
 
     def status(self) -> TaskStatus:
         """What ``inspect_task`` reports."""

@@ -248,7 +248,7 @@ class RawExecDriver:
                     f"raw-exec: task {truncated(task_id)} is still running; stop it first or pass force=True"
                 )
             await task.stop(0.0, signal.SIGKILL)
-        task.kill_leftovers()
+        await task.kill_leftovers()
         self._tasks.pop(task_id, None)
         task.close()
         task.remove_status_file()
