@@ -26,8 +26,8 @@ from plugin_host.admin import (
 )
 from plugin_host.cli import render_status
 from plugin_host.config import HostConfig
+from plugin_host.driver.store import TaskHandleRecord
 from plugin_host.state import SqliteStateStore
-from plugin_host.state.api import TaskHandleRecord
 
 pytestmark = pytest.mark.anyio
 

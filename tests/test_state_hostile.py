@@ -14,8 +14,9 @@ import pytest
 from registry_helpers import make_info
 
 from plugin_host import Registry, SqliteStateStore
+from plugin_host.driver.store import TaskHandleRecord
 from plugin_host.errors import StateError
-from plugin_host.state.api import PluginProcessRecord, TaskHandleRecord
+from plugin_host.state.api import PluginProcessRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -56,6 +56,7 @@ from plugin_host.driver.api import (
     TaskResourceUsage,
     TaskStatus,
 )
+from plugin_host.driver.store import TaskHandleRecord, TaskHandleStore
 from plugin_host.errors import (
     ConfigError,
     DriverError,
@@ -66,7 +67,6 @@ from plugin_host.errors import (
     TaskExistsError,
     TaskNotFoundError,
 )
-from plugin_host.state.api import TaskHandleRecord, TaskHandleStore
 
 __all__ = ["DRIVER_NOT_CONFIGURED", "DriverManager", "ManagedTaskEvent", "RecoveryResult"]
 

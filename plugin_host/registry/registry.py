@@ -22,8 +22,7 @@ from plugin_host.registry import _validate
 from plugin_host.registry._batch import Intent, Plan
 from plugin_host.registry._subscription import Subscriber, Subscription
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
-from plugin_host.state.api import Change, RegistryStore, StoredPlugin, Upsert
-from plugin_host.state.memory import MemoryStateStore
+from plugin_host.registry.store import Change, MemoryRegistryStore, RegistryStore, StoredPlugin, Upsert
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Registry:
         state: RegistryStore | None = None,
         dispensers: Mapping[str, Dispenser] | None = None,
     ) -> None:
-        self._store: RegistryStore = state if state is not None else MemoryStateStore()
+        self._store: RegistryStore = state if state is not None else MemoryRegistryStore()
         self._dispensers: dict[str, Dispenser] = dict(dispensers or {})
         self._stubs: dict[str, Dispenser] = {}
         # type -> name -> registrations, newest (largest position) first
