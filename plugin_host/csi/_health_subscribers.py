@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Self
 
 import anyio
 
-from plugin_host._fanout import SubscriptionHub
+from plugin_host._hub import SubscriptionHub
 
 if TYPE_CHECKING:
     from plugin_host.csi._health import CsiPluginHealth

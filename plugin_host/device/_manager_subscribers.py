@@ -14,7 +14,7 @@ from typing import Self
 
 import anyio
 
-from plugin_host._fanout import SubscriptionHub
+from plugin_host._hub import SubscriptionHub
 from plugin_host.device._manager_models import DeviceManagerChange, DeviceManagerSnapshot, PluginChange, SnapshotChange
 from plugin_host.errors import InvalidPluginError
 
