@@ -24,10 +24,11 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from plugin_host._hub import SubscriptionHub
 from plugin_host._text import truncated
 from plugin_host.csi._dispense import CsiClients
 from plugin_host.csi._health import CsiCapabilities, CsiPluginHealth
-from plugin_host.csi._health_subscribers import CsiHealthChanges, HealthHub
+from plugin_host.csi._health_subscribers import CsiHealthChanges, health_changes
 from plugin_host.csi.client import CsiClient
 from plugin_host.errors import ConfigError, PluginHostError, RegistryClosedError, SubscriberLaggedError
 from plugin_host.registry.models import PLUGIN_TYPE_CSI_CONTROLLER, PLUGIN_TYPE_CSI_NODE, PluginInfo
@@ -97,7 +98,7 @@ class CsiManager:
         self._clients: CsiClients | None = None
         self._logger = logger if logger is not None else _log
         self._instances: dict[_Key, _Instance] = {}
-        self._hub = HealthHub()
+        self._hub = SubscriptionHub[CsiPluginHealth]()
         self._lock = anyio.Lock()
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -162,7 +163,7 @@ class CsiManager:
         The manager never waits for a subscriber; one that reads slowly gets only the newest record of each plugin.
         Iteration ends when the block is left or the manager shuts down.
         """
-        changes = self._hub.attach(list(self.snapshot()))
+        changes = self._hub.add(health_changes(list(self.snapshot())))
         try:
             yield changes
         finally:

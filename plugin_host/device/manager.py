@@ -18,11 +18,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from plugin_host._backoff import check_backoff
+from plugin_host._hub import SubscriptionHub
 from plugin_host._text import truncated
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE
 from plugin_host.device._manager_instance import PluginRunner, RunnerSettings
-from plugin_host.device._manager_models import DeviceManagerSnapshot, PluginChange, PluginState
-from plugin_host.device._manager_subscribers import DeviceChanges, SubscriberHub
+from plugin_host.device._manager_models import DeviceManagerChange, DeviceManagerSnapshot, PluginChange, PluginState
+from plugin_host.device._manager_subscribers import DeviceChanges, device_changes
 from plugin_host.device.api import ContainerReservation, DeviceGroupStats, DevicePlugin
 from plugin_host.errors import ConfigError, DeviceError, InvalidPluginError, PluginNotFoundError
 
@@ -92,7 +93,7 @@ class DeviceManager:
         self._runners: dict[str, PluginRunner] = {}
         # Names being added or removed right now: taken before the first await so concurrent calls cannot race.
         self._busy: set[str] = set()
-        self._hub = SubscriberHub(self.snapshot)
+        self._hub = SubscriptionHub[DeviceManagerChange]()
         self._seq = 0
         self._tg: TaskGroup | None = None
         self._status = "new"
@@ -270,7 +271,7 @@ class DeviceManager:
         reads a fresh snapshot instead (``lagged=True``), then the changes after it. Iteration ends when the block
         is left or the manager shuts down.
         """
-        changes = self._hub.attach(buffer)
+        changes = self._hub.add(device_changes(self.snapshot, buffer))
         try:
             yield changes
         finally:
