@@ -28,7 +28,7 @@ import anyio.to_thread
 
 from plugin_host import PluginConnectionInfo, PluginInfo, Registry, SqliteStateStore
 from plugin_host.registry.models import PluginUpdateEvent
-from plugin_host.state.api import Change, EventHistory, RegistrySnapshot, StoredPlugin, Upsert
+from plugin_host.registry.store import Change, EventHistory, RegistrySnapshot, StoredPlugin, Upsert
 
 
 class FullRewriteStore:

@@ -15,13 +15,44 @@ from pathlib import Path
 import anyio
 
 from plugin_host.errors import ConfigError, SocketInUseError
-from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX as _MAX_SOCKET_PATH
 
-__all__ = ["bind_unix_socket", "claim_socket_path", "is_served", "remove_socket_if_ours"]
+__all__ = [
+    "UNIX_SOCKET_PATH_MAX",
+    "bind_unix_socket",
+    "check_socket_path_length",
+    "claim_socket_path",
+    "is_served",
+    "remove_socket_if_ours",
+    "socket_path_excess",
+]
 
 logger = logging.getLogger(__name__)
 
 _PROBE_TIMEOUT = 1.0
+
+# sun_path is 108 bytes on Linux including the terminating NUL.
+UNIX_SOCKET_PATH_MAX = 107
+
+
+def socket_path_excess(path: str | os.PathLike[str]) -> int | None:
+    """The length of ``path`` in bytes when it is too long for a Unix socket, else None.
+
+    Callers word the error themselves (a registration answer, a config error); this is the one place that knows the
+    limit and counts bytes, not characters.
+    """
+    size = len(os.fsencode(path))
+    return size if size > UNIX_SOCKET_PATH_MAX else None
+
+
+def check_socket_path_length(path: str | os.PathLike[str], *, what: str = "socket", hint: str = "") -> None:
+    """Raise :class:`ConfigError` when ``path`` is too long for a Unix socket; ``what`` names it, ``hint`` says which
+    setting to change."""
+    size = socket_path_excess(path)
+    if size is not None:
+        raise ConfigError(
+            f"{what} path {str(os.fspath(path))!r} is {size} bytes long, expected at most {UNIX_SOCKET_PATH_MAX}"
+            f" (the Unix socket limit){hint}"
+        )
 
 
 async def is_served(path: Path) -> bool:
@@ -45,12 +76,7 @@ async def claim_socket_path(path: Path, *, what: str = "socket", in_use: str | N
     ``what`` names the socket in messages ("admin socket"); ``in_use`` replaces the message for a live server;
     ``hint`` is appended to the message for an over-long path (which setting to change).
     """
-    size = len(os.fsencode(path))
-    if size > _MAX_SOCKET_PATH:
-        raise ConfigError(
-            f"{what} path {str(path)!r} is {size} bytes long, expected at most {_MAX_SOCKET_PATH}"
-            f" (the Unix socket limit){hint}"
-        )
+    check_socket_path_length(path, what=what, hint=hint)
     try:
         mode = (await anyio.Path(path).lstat()).st_mode
     except FileNotFoundError:

@@ -15,8 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 from anyio.abc import SocketListener, SocketStream, TaskGroup, UNIXSocketStream
@@ -24,6 +23,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from plugin_host._json_limits import TooDeepError, clip, loads_bounded
+from plugin_host._service import TaskGroupService
 from plugin_host._sockets import claim_socket_path, remove_socket_if_ours
 from plugin_host.errors import (
     PluginHostError,
@@ -200,7 +200,7 @@ async def check_not_running(path: str | os.PathLike[str]) -> None:
     await _claim(Path(path))
 
 
-class AdminServer:
+class AdminServer(TaskGroupService):
     """Serve ``methods`` (name → coroutine function returning JSON-able data) on a Unix socket.
 
     Entering claims the path (a stale socket is replaced; a live host raises :class:`SocketInUseError` saying it is
@@ -210,7 +210,7 @@ class AdminServer:
     def __init__(self, socket_path: str | os.PathLike[str], methods: Mapping[str, Method]) -> None:
         self._path = Path(socket_path)
         self._methods = dict(methods)
-        self._tg: TaskGroup | None = None
+        super().__init__()
         self._listener: SocketListener | None = None
         self._inode: int | None = None
 
@@ -219,34 +219,27 @@ class AdminServer:
         """Where the server listens."""
         return self._path
 
-    async def __aenter__(self) -> Self:
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return RuntimeError(f"this AdminServer on {str(self._path)!r} was already {lifecycle}; create a new one")
+
+    async def _service_prepare(self) -> None:
         await _claim(self._path)
         await anyio.Path(self._path.parent).mkdir(parents=True, exist_ok=True)
         listener = await anyio.create_unix_listener(self._path, mode=0o600)
         self._listener = listener
         self._inode = self._path.stat().st_ino
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(listener.serve, self._handle)
-        logger.debug("admin socket listening on %s", self._path)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg, self._tg = self._tg, None
-        if tg is None:
-            return None
-        try:
-            tg.cancel_scope.cancel()
-            return await tg.__aexit__(exc_type, exc, tb)
-        finally:
-            listener, self._listener = self._listener, None
-            if listener is not None:
-                with anyio.CancelScope(shield=True):
-                    await listener.aclose()
-            self._remove_socket()
+    async def _service_start(self, tg: TaskGroup) -> None:
+        assert self._listener is not None
+        tg.start_soon(self._listener.serve, self._handle)
+        logger.debug("admin socket listening on %s", self._path)
+
+    async def _service_release(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+        self._remove_socket()
 
     def _remove_socket(self) -> None:
         remove_socket_if_ours(self._path, self._inode)

@@ -21,12 +21,12 @@ import contextlib
 import logging
 import os
 from contextlib import AsyncExitStack
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from plugin_host._service import TaskGroupService
 from plugin_host._version import __version__
 from plugin_host.admin import (
     AdminServer,
@@ -84,7 +84,7 @@ def _dispense_device(info: PluginInfo) -> DevicePluginClient:
     return DevicePluginClient(info.connection_info.socket_path)
 
 
-class PluginHost:
+class PluginHost(TaskGroupService):
     """The running host; nothing starts until ``async with PluginHost(config) as host:``.
 
     ``close_timeout`` bounds the whole shutdown (seconds); components bound their own parts as well.
@@ -104,10 +104,9 @@ class PluginHost:
         self._kubelet_server: KubeletRegistrationServer | None = None
         self._kubelet_export: KubeletManager | None = None
         self._kubelet_scanner: DeviceManagerScanner | None = None
-        self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
-        self._status = "new"
+        super().__init__()
 
     @property
     def config(self) -> HostConfig:
@@ -189,40 +188,32 @@ class PluginHost:
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise PluginHostError(f"this PluginHost was already {self._status}; create a new one")
-        self._status = "running"
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
         try:
-            # Every component is entered and left by one task, so their cancel scopes nest properly.
-            await tg.start(self._run)
+            return await super().__aenter__()
         except BaseException as exc:
-            # start() already re-raised the failure here; the group only has to wind down (nothing else runs in it).
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            self._status = "closed"
+            # A failed start already wound the group down (nothing else runs in it).
             leaf = _only_error(exc)
             if leaf is exc:
                 raise
             # A failure inside a component's task group arrives wrapped; callers want the error itself.
             raise leaf from leaf.__cause__
-        self._tg = tg
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg, self._tg = self._tg, None
-        assert tg is not None
-        self._status = "closed"
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return PluginHostError(f"this PluginHost was already {lifecycle}; create a new one")
+
+    async def _service_start(self, tg: TaskGroup) -> None:
+        # Every component is entered and left by one task, so their cancel scopes nest properly.
+        await tg.start(self._run)
+
+    def _service_stop_timeout(self) -> float:
+        return self._close_timeout
+
+    async def _service_stop(self) -> None:
         self._stop.set()
-        with anyio.move_on_after(self._close_timeout, shield=True) as scope:
-            await self._stopped.wait()
-        if scope.cancelled_caught:
-            logger.warning("plugin host did not stop within %ss; cancelling what is left", self._close_timeout)
-            tg.cancel_scope.cancel()
-        return await tg.__aexit__(exc_type, exc, tb)
+        await self._stopped.wait()
+
+    def _service_stop_timed_out(self) -> None:
+        logger.warning("plugin host did not stop within %ss; cancelling what is left", self._close_timeout)
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         config = self._config

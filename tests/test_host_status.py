@@ -24,9 +24,9 @@ from plugin_host.admin import (
     query_status,
 )
 from plugin_host.cli import render_status
+from plugin_host.driver.store import TaskHandleRecord
 from plugin_host.host_config import HostConfig
 from plugin_host.state import SqliteStateStore
-from plugin_host.state.api import TaskHandleRecord
 from plugin_host.testing.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from registry_helpers import make_info
 
 from plugin_host import PluginUpdateEvent, Registry, SqliteStateStore
 from plugin_host.errors import StateError
-from plugin_host.state.api import Change, EventHistory, RegistrySnapshot
+from plugin_host.registry.store import Change, EventHistory, RegistrySnapshot
 
 pytestmark = pytest.mark.anyio
 

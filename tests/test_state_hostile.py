@@ -14,9 +14,9 @@ import pytest
 from registry_helpers import make_info
 
 from plugin_host import Registry, SqliteStateStore
+from plugin_host.driver.store import TaskHandleRecord
 from plugin_host.errors import StateError
 from plugin_host.loader.store import PluginProcessRecord
-from plugin_host.state.api import TaskHandleRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from plugin_host.driver.store import TaskHandleRecord, TaskHandleStore
 from plugin_host.errors import StateVersionError
 from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.state import MemoryStateStore, SqliteStateStore
 from plugin_host.state import _schema as schema
-from plugin_host.state.api import TaskHandleRecord, TaskHandleStore
 
 pytestmark = pytest.mark.anyio
 

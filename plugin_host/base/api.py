@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+# One definition: a device plugin registers in the registry under the same type name it reports in PluginInfo.
+from plugin_host.registry.models import PLUGIN_TYPE_DEVICE as PLUGIN_TYPE_DEVICE
+
 if TYPE_CHECKING:
     from plugin_host.base.hclspec import Spec
 
-PLUGIN_TYPE_DEVICE = "device"
 PLUGIN_TYPE_DRIVER = "driver"
 
 

@@ -12,8 +12,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from plugin_host._sockets import UNIX_SOCKET_PATH_MAX, socket_path_excess
 from plugin_host._text import truncated
-from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX
 
 __all__ = [
     "CSI_PLUGIN_TYPE",
@@ -94,8 +94,8 @@ def judge(ptype: str, name: str, endpoint: str, versions: list[str]) -> Accepted
             f"endpoint {truncated(endpoint)} of plugin {truncated(name)} is not absolute; expected the absolute "
             f"path of its CSI socket"
         )
-    size = len(os.fsencode(endpoint))
-    if size > UNIX_SOCKET_PATH_MAX:
+    size = socket_path_excess(endpoint)
+    if size is not None:
         raise RegistrationRejected(
             f"endpoint {truncated(endpoint)} of plugin {truncated(name)} is {size} bytes; the Unix socket limit "
             f"is {UNIX_SOCKET_PATH_MAX}"

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from plugin_host._hub import SubscriptionHub
+from plugin_host._service import TaskGroupService
 from plugin_host._text import truncated
 from plugin_host.csi._dispense import CsiClients
 from plugin_host.csi._health import CsiCapabilities, CsiPluginHealth
-from plugin_host.csi._health_subscribers import CsiHealthChanges, HealthHub
+from plugin_host.csi._health_subscribers import CsiHealthChanges, health_changes
 from plugin_host.csi.client import CsiClient
 from plugin_host.errors import ConfigError, PluginHostError, RegistryClosedError, SubscriberLaggedError
 from plugin_host.registry.models import PLUGIN_TYPE_CSI_CONTROLLER, PLUGIN_TYPE_CSI_NODE, PluginInfo
@@ -64,7 +64,7 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-class CsiManager:
+class CsiManager(TaskGroupService):
     """Fingerprints and probes the CSI plugins of ``registry``; ``async with CsiManager(registry) as manager:``.
 
     ``call_timeout`` is the deadline of each call to a plugin (default: ``probe_interval``, at most 10 s), so a
@@ -97,11 +97,10 @@ class CsiManager:
         self._clients: CsiClients | None = None
         self._logger = logger if logger is not None else _log
         self._instances: dict[_Key, _Instance] = {}
-        self._hub = HealthHub()
+        self._hub = SubscriptionHub[CsiPluginHealth]()
         self._lock = anyio.Lock()
-        self._stack: AsyncExitStack | None = None
-        self._tg: TaskGroup | None = None
-        self._status = "new"
+        self._owned_clients: CsiClients | None = None
+        super().__init__()
 
     @property
     def probe_interval(self) -> float:
@@ -110,39 +109,35 @@ class CsiManager:
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise PluginHostError(f"this CsiManager was already {self._status}; create a new one")
-        self._status = "running"
-        async with AsyncExitStack() as stack:
-            self._clients = self._given_clients or await stack.enter_async_context(
-                CsiClients(timeout=self._call_timeout)
-            )
-            tg = self._tg = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tg.cancel_scope.cancel)  # runs first on the way out: the follow loops never end alone
-            for ptype in CSI_PLUGIN_TYPES:
-                await tg.start(self._follow, ptype)
-            self._stack = stack.pop_all()
-        return self
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return PluginHostError(f"this CsiManager was already {lifecycle}; create a new one")
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        stack, self._stack = self._stack, None
-        assert stack is not None
-        self._status = "closed"
+    async def _service_prepare(self) -> None:
+        if self._given_clients is not None:
+            self._clients = self._given_clients
+        else:
+            # Ours to close, after the task group (whose supervisors use it) is done.
+            self._clients = self._owned_clients = await CsiClients(timeout=self._call_timeout).__aenter__()
+
+    async def _service_start(self, tg: TaskGroup) -> None:
+        for ptype in CSI_PLUGIN_TYPES:
+            await tg.start(self._follow, ptype)
+
+    async def _service_stop(self) -> None:
         try:
-            with anyio.CancelScope(shield=True):
-                async with self._lock:
+            async with self._lock:
+                for instance in self._instances.values():
+                    instance.scope.cancel()
+                with anyio.move_on_after(self._close_timeout):
                     for instance in self._instances.values():
-                        instance.scope.cancel()
-                    with anyio.move_on_after(self._close_timeout):
-                        for instance in self._instances.values():
-                            await instance.done.wait()
+                        await instance.done.wait()
         finally:
             self._hub.close()
-            suppressed = await stack.__aexit__(exc_type, exc, tb)
-        return suppressed
+
+    async def _service_release(self) -> None:
+        clients, self._owned_clients = self._owned_clients, None
+        if clients is not None:
+            await clients.__aexit__(None, None, None)
 
     # --- what the manager knows -----------------------------------------------------------------------------------
 
@@ -162,7 +157,7 @@ class CsiManager:
         The manager never waits for a subscriber; one that reads slowly gets only the newest record of each plugin.
         Iteration ends when the block is left or the manager shuts down.
         """
-        changes = self._hub.attach(list(self.snapshot()))
+        changes = self._hub.add(health_changes(list(self.snapshot())))
         try:
             yield changes
         finally:
@@ -197,7 +192,7 @@ class CsiManager:
         """Make the supervised plugins of ``ptype`` (or just the name ``only``) match the registry's newest ones."""
         wanted = {info.name: info for info in await self._registry.list_plugins(ptype)}
         async with self._lock:
-            if self._status != "running":
+            if self._lifecycle != "running":
                 return
             names = {only} if only is not None else set(wanted) | {n for t, n in self._instances if t == ptype}
             for name in sorted(names):

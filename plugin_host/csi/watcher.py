@@ -18,8 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -28,6 +27,7 @@ from grpclib.client import Channel
 from plugin_host._backoff import Backoff
 from plugin_host._grpc_client import unary_call
 from plugin_host._proto import pluginregistration as wire
+from plugin_host._service import TaskGroupService
 from plugin_host._text import truncated
 from plugin_host.csi._dirwatch import DirectoryChanges, SocketId, scan_sockets
 from plugin_host.csi._registration import (
@@ -62,7 +62,7 @@ class _Socket:
     version_key: tuple[int, ...] = ()
 
 
-class PluginWatcher:
+class PluginWatcher(TaskGroupService):
     """Watch ``directory`` for registration sockets and keep the registry's ``csi-node`` plugins in line with it.
 
     ``async with PluginWatcher(directory, registry) as watcher:`` creates the directory (0755, as the kubelet does),
@@ -110,8 +110,7 @@ class PluginWatcher:
         self._sockets: dict[str, _Socket] = {}
         # Registrations of an earlier run, by registration socket, until the first scan takes them over.
         self._restored: dict[str, PluginInfo] = {}
-        self._tg: TaskGroup | None = None
-        self._status = "new"
+        super().__init__()
 
     @property
     def directory(self) -> Path:
@@ -124,10 +123,10 @@ class PluginWatcher:
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise PluginHostError(f"this PluginWatcher was already {self._status}; create a new one")
-        self._status = "running"
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return PluginHostError(f"this PluginWatcher was already {lifecycle}; create a new one")
+
+    async def _service_prepare(self) -> None:
         directory = self._dir
         try:
             await anyio.to_thread.run_sync(lambda: directory.mkdir(mode=0o755, parents=True, exist_ok=True))
@@ -135,33 +134,15 @@ class PluginWatcher:
             raise ConfigError(f"plugins_registry dir {str(directory)!r} cannot be created: {exc}") from exc
         if not directory.is_dir():
             raise ConfigError(f"plugins_registry dir {str(directory)!r} is not a directory")
-        tg = self._tg = anyio.create_task_group()
-        await tg.__aenter__()
-        try:
-            await self._reconcile()
-            await tg.start(self._watch)
-        except BaseException:
-            self._tg = None
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            self._status = "closed"
-            raise
-        self._logger.info("watching %s for kubelet-style plugin registrations", directory)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg = self._tg
-        assert tg is not None
-        self._status = "closed"
-        # Registrations stay in the registry (it is durable); the next watcher reconciles them.
-        tg.cancel_scope.cancel()
-        try:
-            return await tg.__aexit__(exc_type, exc, tb)
-        finally:
-            # Only now: a scan that finished just as the cancel came still reaches _apply, which needs the group.
-            self._tg = None
+    async def _service_start(self, tg: TaskGroup) -> None:
+        await self._reconcile()
+        await tg.start(self._watch)
+        self._logger.info("watching %s for kubelet-style plugin registrations", self._dir)
+
+    # Leaving only cancels the group: registrations stay in the registry (it is durable); the next watcher
+    # reconciles them. The group stays reachable until it is done: a scan that finished just as the cancel came
+    # still reaches _apply, which needs it.
 
     # --- reconciling with an earlier run --------------------------------------------------------------------------
 

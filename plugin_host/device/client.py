@@ -16,27 +16,19 @@ last response with ``error`` set to the plugin's message, then stops.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, TypeVar
 
-import msgpack
-from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError
 
 from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import ExceptionMapping, grpc_errors, map_exceptions, status_text, unary_call
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
-from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
-from plugin_host.base import _convert as base_convert
-from plugin_host.base.api import PluginInfoResponse
-from plugin_host.base.hclspec import Spec
+from plugin_host.base.client import BasePluginClient
 from plugin_host.device import _convert as convert
 from plugin_host.device.api import ContainerReservation, FingerprintResponse, StatsResponse
 from plugin_host.errors import (
-    ConfigError,
     DeviceError,
     PluginHostError,
 )
@@ -49,12 +41,14 @@ DEVICE_API_VERSION = "v0.1.0"
 _T = TypeVar("_T")
 
 
-class DevicePluginClient:
+class DevicePluginClient(BasePluginClient):
     """A remote device plugin reached over ``socket_path``; use as ``async with DevicePluginClient(path) as p:``.
 
     ``timeout`` (seconds, ``None`` for none) bounds each unary call; the fingerprint and stats streams are
     long-lived and have no deadline. ``api_version`` is sent with ``set_config`` as the negotiated version.
     """
+
+    _kind = "device plugin"
 
     def __init__(
         self,
@@ -63,46 +57,12 @@ class DevicePluginClient:
         timeout: float | None = 30.0,
         api_version: str = DEVICE_API_VERSION,
     ) -> None:
-        self._path = Path(socket_path)
-        self._timeout = timeout
-        self._api_version = api_version
-        self._channel: Channel | None = None
-
-    @property
-    def socket_path(self) -> Path:
-        """The plugin's socket."""
-        return self._path
-
-    async def __aenter__(self) -> Self:
-        if self._channel is not None:
-            raise RuntimeError(f"DevicePluginClient for {str(self._path)!r} is already open")
-        # grpclib connects lazily, on the first call.
-        self._channel = Channel(path=os.fspath(self._path))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
+        super().__init__(socket_path, timeout=timeout, api_version=api_version)
 
     # --- error translation ----------------------------------------------------------------------------------------
 
-    @property
-    def _where(self) -> str:
-        return f"device plugin at {str(self._path)!r}"
-
     def _errors(self, rpc: str) -> ExceptionMapping:
         return grpc_errors(rpc, self._where, self._timeout)
-
-    def _require_channel(self) -> Channel:
-        if self._channel is None:
-            raise RuntimeError(f"DevicePluginClient for {str(self._path)!r} is not open; use it with 'async with'")
-        return self._channel
 
     # --- calls ----------------------------------------------------------------------------------------------------
 
@@ -150,40 +110,6 @@ class DevicePluginClient:
                 error = status_text(exc)
         if error is not None:
             yield error_response(error)
-
-    async def plugin_info(self) -> PluginInfoResponse:
-        """The plugin's identity (``BasePlugin/PluginInfo``)."""
-        reply = await self._unary(
-            "PluginInfo",
-            f"{base_convert.BASE_SERVICE}/PluginInfo",
-            wire_base.PluginInfoRequest(),
-            wire_base.PluginInfoResponse,
-        )
-        return base_convert.plugin_info_from_wire(reply)
-
-    async def config_schema(self) -> Spec:
-        """The hclspec of the plugin's config block (``BasePlugin/ConfigSchema``)."""
-        reply = await self._unary(
-            "ConfigSchema",
-            f"{base_convert.BASE_SERVICE}/ConfigSchema",
-            wire_base.ConfigSchemaRequest(),
-            wire_base.ConfigSchemaResponse,
-        )
-        return base_convert.config_schema_from_wire(reply)
-
-    async def set_config(self, config: Mapping[str, Any] | bytes | Any) -> None:
-        """Send a configuration (``BasePlugin/SetConfig``): a mapping is msgpack-encoded, bytes are sent as is."""
-        if isinstance(config, bytes | bytearray | memoryview):
-            payload = bytes(config)
-        elif isinstance(config, Mapping):
-            payload = msgpack.packb(dict(config), use_bin_type=True)
-        else:
-            raise ConfigError(
-                f"config for device plugin at {str(self._path)!r} is a {type(config).__name__}, "
-                "expected a mapping or msgpack-encoded bytes"
-            )
-        request = wire_base.SetConfigRequest(msgpack_config=payload, plugin_api_version=self._api_version)
-        await self._unary("SetConfig", f"{base_convert.BASE_SERVICE}/SetConfig", request, wire_base.SetConfigResponse)
 
     def fingerprint(self) -> AsyncGenerator[FingerprintResponse, None]:
         """Stream device groups; an error from the plugin arrives as a last response with ``error`` set."""

@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
 
 from plugin_host._backoff import check_backoff
+from plugin_host._hub import SubscriptionHub
+from plugin_host._service import TaskGroupService
 from plugin_host._text import truncated
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE
 from plugin_host.device._manager_instance import PluginRunner, RunnerSettings
-from plugin_host.device._manager_models import DeviceManagerSnapshot, PluginChange, PluginState
-from plugin_host.device._manager_subscribers import DeviceChanges, SubscriberHub
+from plugin_host.device._manager_models import DeviceManagerChange, DeviceManagerSnapshot, PluginChange, PluginState
+from plugin_host.device._manager_subscribers import DeviceChanges, device_changes
 from plugin_host.device.api import ContainerReservation, DeviceGroupStats, DevicePlugin
 from plugin_host.errors import ConfigError, DeviceError, InvalidPluginError, PluginNotFoundError
 
@@ -37,7 +38,7 @@ REGISTRY_ALLOC_ID = "host"
 """The alloc id under which the manager registers its plugins: they belong to the host, not to an allocation."""
 
 
-class DeviceManager:
+class DeviceManager(TaskGroupService):
     """Runs device plugins and answers for their devices.
 
     Use as ``async with DeviceManager(...) as manager``; leaving the block stops every plugin's streams and waits
@@ -92,42 +93,29 @@ class DeviceManager:
         self._runners: dict[str, PluginRunner] = {}
         # Names being added or removed right now: taken before the first await so concurrent calls cannot race.
         self._busy: set[str] = set()
-        self._hub = SubscriberHub(self.snapshot)
+        self._hub = SubscriptionHub[DeviceManagerChange]()
         self._seq = 0
-        self._tg: TaskGroup | None = None
-        self._status = "new"
+        super().__init__()
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise DeviceError(f"this DeviceManager was already {self._status}; create a new one")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        self._status = "running"
-        return self
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return DeviceError(f"this DeviceManager was already {lifecycle}; create a new one")
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg = self._tg
-        assert tg is not None
-        self._status = "closed"
+    def _service_stop_timeout(self) -> float:
+        # Each runner bounds the closing of its streams; this bounds the whole shutdown as well.
+        return self._settings.close_timeout * 2 + 1
+
+    async def _service_stop(self) -> None:
         try:
-            # Each runner bounds the closing of its streams; this bounds the whole shutdown as well.
-            with anyio.move_on_after(self._settings.close_timeout * 2 + 1, shield=True):
-                for name in list(self._runners):
-                    await self._stop(name)
+            for name in list(self._runners):
+                await self._stop(name)
         finally:
             self._hub.close()
-            tg.cancel_scope.cancel()
-            suppressed = await tg.__aexit__(exc_type, exc, tb)
-        return suppressed
 
     def _check_running(self) -> TaskGroup:
-        if self._status != "running" or self._tg is None:
-            state = "not started" if self._status == "new" else "shut down"
+        if self._lifecycle != "running" or self._tg is None:
+            state = "not started" if self._lifecycle == "new" else "shut down"
             raise DeviceError(f"the DeviceManager is {state}: use `async with DeviceManager(...) as manager`")
         return self._tg
 
@@ -270,7 +258,7 @@ class DeviceManager:
         reads a fresh snapshot instead (``lagged=True``), then the changes after it. Iteration ends when the block
         is left or the manager shuts down.
         """
-        changes = self._hub.attach(buffer)
+        changes = self._hub.add(device_changes(self.snapshot, buffer))
         try:
             yield changes
         finally:

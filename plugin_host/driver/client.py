@@ -19,13 +19,10 @@ yields one last message with ``error``/``err`` set, then stops. The stats stream
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-import msgpack
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -33,12 +30,11 @@ from grpclib.exceptions import GRPCError
 from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import grpc_errors, map_exceptions, status_text, unary_call
 from plugin_host._grpc_status import StatusDetailsCodec
-from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
 from plugin_host._text import truncated
 from plugin_host.base import _convert as base_convert
-from plugin_host.base.api import PluginInfoResponse
+from plugin_host.base.client import BasePluginClient
 from plugin_host.base.hclspec import Spec
 from plugin_host.driver import _convert as convert
 from plugin_host.driver.api import (
@@ -71,7 +67,7 @@ _T = TypeVar("_T")
 _S = convert.DRIVER_SERVICE
 
 
-class DriverPluginClient:
+class DriverPluginClient(BasePluginClient):
     """A remote task driver reached over ``socket_path``; use as ``async with DriverPluginClient(path) as d:``.
 
     ``timeout`` (seconds, ``None`` for none) bounds each unary call except ``wait_task``, which waits as long as
@@ -85,40 +81,21 @@ class DriverPluginClient:
         timeout: float | None = 30.0,
         api_version: str = DRIVER_API_VERSION,
     ) -> None:
-        self._path = Path(socket_path)
-        self._timeout = timeout
-        self._api_version = api_version
-        self._channel: Channel | None = None
+        super().__init__(socket_path, timeout=timeout, api_version=api_version)
 
-    @property
-    def socket_path(self) -> Path:
-        """The driver's socket."""
-        return self._path
+    _kind = "driver plugin"
 
-    async def __aenter__(self) -> Self:
-        if self._channel is not None:
-            raise RuntimeError(f"DriverPluginClient for {str(self._path)!r} is already open")
-        # grpclib connects on the first call; the codec reads the RecoverableError status detail.
-        self._channel = Channel(path=os.fspath(self._path), status_details_codec=StatusDetailsCodec())
-        return self
+    def _open_channel(self) -> Channel:
+        # The codec reads the RecoverableError status detail.
+        return Channel(path=os.fspath(self._path), status_details_codec=StatusDetailsCodec())
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
+    def _config_refused(self) -> Callable[[GRPCError], PluginHostError]:
+        def refused(exc: GRPCError) -> PluginHostError:
+            return ConfigError(f"{self._where} refused its config: {status_text(exc)}")
+
+        return refused
 
     # --- plumbing -------------------------------------------------------------------------------------------------
-
-    @property
-    def _where(self) -> str:
-        return f"driver plugin at {str(self._path)!r}"
-
-    def _require_channel(self) -> Channel:
-        if self._channel is None:
-            raise RuntimeError(f"DriverPluginClient for {str(self._path)!r} is not open; use it with 'async with'")
-        return self._channel
 
     def _status_error(self, rpc: str, task_id: str | None = None) -> Callable[[GRPCError], PluginHostError]:
         def translate(exc: GRPCError) -> PluginHostError:
@@ -176,60 +153,6 @@ class DriverPluginClient:
                 error = status_text(exc)
         if error is not None and error_item is not None:
             yield error_item(error)
-
-    # --- base plugin ----------------------------------------------------------------------------------------------
-
-    async def plugin_info(self) -> PluginInfoResponse:
-        """The plugin's identity (``BasePlugin/PluginInfo``)."""
-        reply = await unary_call(
-            self._require_channel(),
-            "PluginInfo",
-            f"{base_convert.BASE_SERVICE}/PluginInfo",
-            wire_base.PluginInfoRequest(),
-            wire_base.PluginInfoResponse,
-            where=self._where,
-            timeout=self._timeout,
-        )
-        return base_convert.plugin_info_from_wire(reply)
-
-    async def config_schema(self) -> Spec:
-        """The hclspec of the plugin's config block (``BasePlugin/ConfigSchema``)."""
-        reply = await unary_call(
-            self._require_channel(),
-            "ConfigSchema",
-            f"{base_convert.BASE_SERVICE}/ConfigSchema",
-            wire_base.ConfigSchemaRequest(),
-            wire_base.ConfigSchemaResponse,
-            where=self._where,
-            timeout=self._timeout,
-        )
-        return base_convert.config_schema_from_wire(reply)
-
-    async def set_config(self, config: Mapping[str, Any] | bytes | Any) -> None:
-        """Send a configuration (``BasePlugin/SetConfig``): a mapping is msgpack-encoded, bytes are sent as is."""
-        if isinstance(config, bytes | bytearray | memoryview):
-            payload = bytes(config)
-        elif isinstance(config, Mapping):
-            payload = msgpack.packb(dict(config), use_bin_type=True)
-        else:
-            raise ConfigError(
-                f"config for {self._where} is a {type(config).__name__}, expected a mapping or msgpack-encoded bytes"
-            )
-        request = wire_base.SetConfigRequest(msgpack_config=payload, plugin_api_version=self._api_version)
-
-        def refused(exc: GRPCError) -> PluginHostError:
-            return ConfigError(f"{self._where} refused its config: {status_text(exc)}")
-
-        await unary_call(
-            self._require_channel(),
-            "SetConfig",
-            f"{base_convert.BASE_SERVICE}/SetConfig",
-            request,
-            wire_base.SetConfigResponse,
-            where=self._where,
-            timeout=self._timeout,
-            status_error=refused,
-        )
 
     # --- driver ---------------------------------------------------------------------------------------------------
 

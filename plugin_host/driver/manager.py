@@ -34,14 +34,13 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
+from plugin_host._service import TaskGroupService
 from plugin_host._text import truncated
 from plugin_host.driver import _convert as convert
 from plugin_host.driver.api import (
@@ -56,6 +55,7 @@ from plugin_host.driver.api import (
     TaskResourceUsage,
     TaskStatus,
 )
+from plugin_host.driver.store import TaskHandleRecord, TaskHandleStore
 from plugin_host.errors import (
     ConfigError,
     DriverError,
@@ -66,7 +66,6 @@ from plugin_host.errors import (
     TaskExistsError,
     TaskNotFoundError,
 )
-from plugin_host.state.api import TaskHandleRecord, TaskHandleStore
 
 __all__ = ["DRIVER_NOT_CONFIGURED", "DriverManager", "ManagedTaskEvent", "RecoveryResult"]
 
@@ -102,7 +101,7 @@ class _Driver:
     fingerprint_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
-class DriverManager:
+class DriverManager(TaskGroupService):
     """The host's task drivers and their tasks. ``state=None`` keeps handles in memory only (nothing recovers).
 
     ``configured_drivers``: the names of every driver the host is configured with; stored handles of other drivers
@@ -130,21 +129,16 @@ class DriverManager:
         self._unrecovered: dict[str, tuple[str, str]] = {}  # task id → (driver name, why)
         self._subscribers: set[MemoryObjectSendStream[ManagedTaskEvent]] = set()
         self._lagged: set[MemoryObjectSendStream[ManagedTaskEvent]] = set()
-        self._tg: TaskGroup | None = None
-        self._lifecycle = "new"
+        super().__init__()
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._lifecycle != "new":
-            raise PluginHostError(f"this DriverManager was already {self._lifecycle}; create a new one")
-        self._lifecycle = "running"
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return PluginHostError(f"this DriverManager was already {lifecycle}; create a new one")
+
+    async def _service_prepare(self) -> None:
         if self._configured is not None:
             await self._note_orphaned_handles(self._configured)
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        return self
 
     async def _note_orphaned_handles(self, configured: frozenset[str]) -> None:
         """List the stored tasks of drivers not in ``configured`` as unrecovered; one warning per driver."""
@@ -163,20 +157,13 @@ class DriverManager:
             for task_id in task_ids:
                 self._unrecovered[task_id] = (driver, DRIVER_NOT_CONFIGURED)
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg, self._tg = self._tg, None
-        assert tg is not None
-        self._lifecycle = "closed"
+    async def _service_stop(self) -> None:
         self._drivers.clear()
         for send in list(self._subscribers):
             send.close()
-        tg.cancel_scope.cancel()
-        return await tg.__aexit__(exc_type, exc, tb)
 
     def _require_running(self) -> TaskGroup:
-        if self._tg is None:
+        if self._tg is None or self._lifecycle != "running":
             raise PluginHostError("the DriverManager is not running: use `async with DriverManager(...)`")
         return self._tg
 

@@ -27,7 +27,7 @@ from anyio.abc import TaskStatus
 from grpclib.health.service import Health
 
 from plugin_host._grpc_server import ClosingServer, Servable, stop_server
-from plugin_host._sockets import bind_unix_socket
+from plugin_host._sockets import bind_unix_socket, check_socket_path_length
 from plugin_host.errors import ConfigError
 from plugin_host.goplugin._broker import BrokerService
 from plugin_host.goplugin._controller import ControllerService, Lifecycle
@@ -41,7 +41,6 @@ from plugin_host.goplugin.handshake import (
     MAGIC_COOKIE_VALUE,
     format_handshake,
 )
-from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX
 
 __all__ = [
     "HEALTH_SERVICE_NAME",
@@ -120,12 +119,9 @@ def _share_with_group(directory: Path, sock_path: Path, group: str) -> None:
 
 def _bind(directory: Path, environ: Mapping[str, str]) -> tuple[Path, socket.socket]:
     path = directory / _SOCKET_NAME
-    size = len(os.fsencode(path))
-    if size > UNIX_SOCKET_PATH_MAX:
-        raise ConfigError(
-            f"plugin socket path {str(path)!r} is {size} bytes long, expected at most {UNIX_SOCKET_PATH_MAX}"
-            f" (the Unix socket limit); set {ENV_UNIX_SOCKET_DIR} or TMPDIR to a shorter directory"
-        )
+    check_socket_path_length(
+        path, what="plugin socket", hint=f"; set {ENV_UNIX_SOCKET_DIR} or TMPDIR to a shorter directory"
+    )
     sock = bind_unix_socket(path)
     group = environ.get(ENV_UNIX_SOCKET_GROUP)
     if group:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from types import TracebackType
 from typing import Self
 
 import anyio
@@ -32,6 +31,7 @@ from plugin_host._process import (
     wait_group_gone,
     wait_pidfd,
 )
+from plugin_host._service import TaskGroupService
 from plugin_host.errors import PluginHostError, PluginLaunchError
 from plugin_host.goplugin.handshake import (
     APP_PROTOCOL_VERSION,
@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 _MIN_PORT, _MAX_PORT = 10000, 25000
 
 
-class PluginProcess:
+class PluginProcess(TaskGroupService):
     """``async with PluginProcess(spec, ...) as proc:`` starts the plugin (or reattaches to ``reattach``).
 
     Entering raises :class:`PluginLaunchError` naming the plugin when the process does not start or its handshake
@@ -96,11 +96,11 @@ class PluginProcess:
         self._stderr_done = anyio.Event()
         self._stderr = StderrForwarder(spec.name)
         self._readers: list[LineReader] = []
-        self._tg: TaskGroup | None = None
         self._detached = False
         # Watched and waited on through a pidfd, which keeps naming this process even after its pid is reused,
         # and works for a process that is not our child (reattached).
         self._pidfd: int | None = None
+        super().__init__()
 
     @property
     def reattached(self) -> bool:
@@ -136,36 +136,28 @@ class PluginProcess:
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
         try:
-            if self._reattach is not None:
-                self._attach(self._reattach)
-            else:
-                await self._start(tg)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await self._stop()
-            await self._close(tg)
-            if isinstance(exc, OSError) and not isinstance(exc, PluginHostError):
-                raise self._error(f"cannot be started: {exc}") from exc
-            raise
-        return self
+            return await super().__aenter__()
+        except OSError as exc:
+            # The failed start already stopped the process and closed what it had opened.
+            if isinstance(exc, PluginHostError):
+                raise
+            raise self._error(f"cannot be started: {exc}") from exc
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tg, self._tg = self._tg, None
-        assert tg is not None
+    async def _service_start(self, tg: TaskGroup) -> None:
+        if self._reattach is not None:
+            self._attach(self._reattach)
+        else:
+            await self._start(tg)
+
+    async def _service_abort(self) -> None:
+        await self._stop()
+
+    async def _service_stop(self) -> None:
         if not self._detached:
-            with anyio.CancelScope(shield=True):
-                await self._stop()
-        await self._close(tg)
+            await self._stop()
 
-    async def _close(self, tg: TaskGroup) -> None:
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
+    async def _service_release(self) -> None:
         for reader in self._readers:
             reader.close()
         pidfd, self._pidfd = self._pidfd, None

@@ -41,14 +41,14 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
 from plugin_host._backoff import Backoff, check_backoff
 from plugin_host._process import process_start_time, signal_group, wait_exit
+from plugin_host._service import TaskGroupService
 from plugin_host.base.api import PLUGIN_TYPE_DEVICE, PLUGIN_TYPE_DRIVER
 from plugin_host.device.client import DevicePluginClient
 from plugin_host.device.plugin import configure_device_plugin, device_plugin_client
@@ -141,7 +141,7 @@ class LaunchStatus:
     last_error: str | None = None
 
 
-class PluginLauncher:
+class PluginLauncher(TaskGroupService):
     """Runs external go-plugin device plugins; ``async with PluginLauncher(specs, devices=manager) as launcher:``.
 
     Entering returns at once; each plugin starts in the background (see :meth:`status` and :meth:`wait_for`).
@@ -193,8 +193,7 @@ class PluginLauncher:
         # Plugins handed to a manager, with their clients; those whose process died are also in _crashed.
         self._live: dict[str, _Client] = {}
         self._crashed: set[str] = set()
-        self._tg: TaskGroup | None = None
-        self._lifecycle = "new"
+        super().__init__()
 
     # --- what callers read ----------------------------------------------------------------------------------------
 
@@ -224,30 +223,18 @@ class PluginLauncher:
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._lifecycle != "new":
-            raise PluginHostError(f"this PluginLauncher was already {self._lifecycle}; create a new one")
-        self._lifecycle = "running"
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return PluginHostError(f"this PluginLauncher was already {lifecycle}; create a new one")
+
+    async def _service_start(self, tg: TaskGroup) -> None:
         records = {r.name: r for r in await self._state.list_plugin_processes()} if self._state else {}
         wanted = {spec.name for spec in self._specs}
         for name in sorted(set(records) - wanted):
             await self._discard(records.pop(name), "its plugin is no longer configured")
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
         for spec in self._specs:
             tg.start_soon(self._supervise, spec, records.get(spec.name), name=f"plugin {spec.name}")
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg, self._tg = self._tg, None
-        assert tg is not None
-        self._lifecycle = "closed"
-        # Each supervisor stops its process under a shielded, bounded scope when cancelled.
-        tg.cancel_scope.cancel()
-        return await tg.__aexit__(exc_type, exc, tb)
+    # Leaving cancels the group: each supervisor stops its process under a shielded, bounded scope when cancelled.
 
     # --- one plugin -----------------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import anyio
 
 from plugin_host.errors import PluginHostError, RegistryClosedError, StateError
 from plugin_host.registry.models import EventType, PluginInfo, PluginUpdateEvent
-from plugin_host.state.api import Change, Delete, StoredPlugin, Upsert
+from plugin_host.registry.store import Change, Delete, StoredPlugin, Upsert
 
 Commit = tuple[Change, PluginUpdateEvent]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from plugin_host._sockets import UNIX_SOCKET_PATH_MAX, socket_path_excess
 from plugin_host.errors import InvalidPluginError
-from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX, PluginInfo
+from plugin_host.registry.models import PluginInfo
 
 
 def require(field: str, value: object) -> str:
@@ -27,8 +28,8 @@ def socket_path(path: str) -> None:
             f"connection_info.socket_path {path!r} is relative; expected an absolute path"
             f" (at most {UNIX_SOCKET_PATH_MAX} bytes)"
         )
-    size = len(os.fsencode(path))
-    if size > UNIX_SOCKET_PATH_MAX:
+    size = socket_path_excess(path)
+    if size is not None:
         raise InvalidPluginError(
             f"connection_info.socket_path {path!r} is {size} bytes; the Unix socket limit is"
             f" {UNIX_SOCKET_PATH_MAX} bytes"

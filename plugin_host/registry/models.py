@@ -6,12 +6,11 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from plugin_host._sockets import UNIX_SOCKET_PATH_MAX as UNIX_SOCKET_PATH_MAX
+
 PLUGIN_TYPE_CSI_CONTROLLER = "csi-controller"
 PLUGIN_TYPE_CSI_NODE = "csi-node"
 PLUGIN_TYPE_DEVICE = "device"
-
-# sun_path is 108 bytes on Linux including the terminating NUL.
-UNIX_SOCKET_PATH_MAX = 107
 
 
 class PluginConnectionInfo(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any, Self
 
 import anyio
 
+from plugin_host._hub import Subscriber, SubscriptionHub
 from plugin_host.errors import (
     DispenseError,
     EventsExpiredError,
@@ -20,10 +21,9 @@ from plugin_host.errors import (
 )
 from plugin_host.registry import _validate
 from plugin_host.registry._batch import Intent, Plan
-from plugin_host.registry._subscription import Subscriber, Subscription
+from plugin_host.registry._subscription import Subscription, registry_subscriber
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
-from plugin_host.state.api import Change, RegistryStore, StoredPlugin, Upsert
-from plugin_host.state.memory import MemoryStateStore
+from plugin_host.registry.store import Change, MemoryRegistryStore, RegistryStore, StoredPlugin, Upsert
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ class Registry:
         state: RegistryStore | None = None,
         dispensers: Mapping[str, Dispenser] | None = None,
     ) -> None:
-        self._store: RegistryStore = state if state is not None else MemoryStateStore()
+        self._store: RegistryStore = state if state is not None else MemoryRegistryStore()
         self._dispensers: dict[str, Dispenser] = dict(dispensers or {})
         self._stubs: dict[str, Dispenser] = {}
         # type -> name -> registrations, newest (largest position) first
         self._plugins: dict[str, dict[str, list[StoredPlugin]]] = {}
-        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._hubs: dict[str, SubscriptionHub[PluginUpdateEvent]] = {}
         self._waiters: dict[tuple[str, str], anyio.Event] = {}
         # Held while a batch is committed and published, and while a subscriber attaches, so that a subscriber's
         # replayed history and its live events meet exactly.
@@ -92,10 +92,9 @@ class Registry:
         """
         if self._status != "closed":
             self._status = "closed"
-            for subscribers in self._subscribers.values():
-                for subscriber in subscribers:
-                    subscriber.close()
-            self._subscribers.clear()
+            for hub in self._hubs.values():
+                hub.close()
+            self._hubs.clear()
             for waiter in self._waiters.values():
                 waiter.set()
             self._waiters.clear()
@@ -205,14 +204,15 @@ class Registry:
         for event in events:
             by_type.setdefault(event.info.type, []).append(event)
         for ptype, typed in by_type.items():
-            subscribers = self._subscribers.get(ptype)
-            if not subscribers:
+            hub = self._hubs.get(ptype)
+            if hub is None:
                 continue
-            lagged = [subscriber for subscriber in subscribers if not subscriber.push_many(typed)]
-            for subscriber in lagged:
-                subscribers.discard(subscriber)
+            for subscriber in hub.publish_many(typed):
+                last = subscriber.last_taken
                 logger.warning(
-                    "a subscriber to %r events lagged behind and was dropped at seq %d", ptype, subscriber.last_pushed
+                    "a subscriber to %r events lagged behind and was dropped at seq %d",
+                    ptype,
+                    last.seq if last is not None else self._seq,
                 )
 
     # --- queries --------------------------------------------------------------------------------------------------
@@ -305,21 +305,21 @@ class Registry:
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise InvalidPluginError(f"buffer must be a positive number of events, got {buffer!r}")
 
-        async def attach() -> Subscriber:
+        async def attach() -> Subscriber[PluginUpdateEvent]:
             self._check_open()
             async with self._lock:
                 self._check_open()
                 history: list[PluginUpdateEvent] = []
                 if since is not None:
                     history = await self._history(ptype, since)
-                subscriber = Subscriber(ptype, buffer, history, last_seq=since if since is not None else self._seq)
-                self._subscribers.setdefault(ptype, set()).add(subscriber)
-                return subscriber
+                last_seq = since if since is not None else self._seq
+                subscriber = registry_subscriber(ptype, buffer, history, last_seq)
+                return self._hubs.setdefault(ptype, SubscriptionHub()).add(subscriber)
 
-        def detach(subscriber: Subscriber) -> None:
-            subscribers = self._subscribers.get(ptype)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
+        def detach(subscriber: Subscriber[PluginUpdateEvent]) -> None:
+            hub = self._hubs.get(ptype)
+            if hub is not None:
+                hub.detach(subscriber)
 
         return Subscription(attach, detach)
 

@@ -1,54 +1,19 @@
-"""A state store that keeps everything in memory: what ``Registry(state=None)`` uses."""
+"""A state store that keeps everything in memory: every owner's store Protocol, nothing survives the process."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Sequence
-
+from plugin_host.driver.store import TaskHandleRecord
 from plugin_host.loader.store import PluginProcessRecord
-from plugin_host.registry.models import PluginUpdateEvent
-from plugin_host.state.api import (
-    Change,
-    EventHistory,
-    RegistrySnapshot,
-    StoredPlugin,
-    TaskHandleRecord,
-    Upsert,
-)
+from plugin_host.registry.store import MemoryRegistryStore
 
 
-class MemoryStateStore:
-    """Registrations and a bounded event history in memory; nothing survives the process."""
+class MemoryStateStore(MemoryRegistryStore):
+    """Registrations, a bounded event history, plugin processes and task handles in memory."""
 
     def __init__(self, *, event_retention: int = 10_000) -> None:
-        if event_retention < 1:
-            raise ValueError(f"event_retention must be at least 1, got {event_retention}")
-        self._plugins: dict[tuple[str, str, str], StoredPlugin] = {}
-        self._events: deque[PluginUpdateEvent] = deque(maxlen=event_retention)
-        self._last_seq = 0
+        super().__init__(event_retention=event_retention)
         self._processes: dict[str, PluginProcessRecord] = {}
         self._handles: dict[str, TaskHandleRecord] = {}
-
-    async def load_registry(self) -> RegistrySnapshot:
-        """Every registration held and the last seq."""
-        return RegistrySnapshot(plugins=list(self._plugins.values()), last_seq=self._last_seq)
-
-    async def commit(self, commits: Sequence[tuple[Change, PluginUpdateEvent]]) -> None:
-        """Apply the changes and record the events, in order."""
-        for change, event in commits:
-            if isinstance(change, Upsert):
-                info = change.info
-                self._plugins[(info.type, info.name, info.alloc_id)] = StoredPlugin(change.position, info)
-            else:
-                self._plugins.pop((change.ptype, change.name, change.alloc_id), None)
-            self._events.append(event)
-            self._last_seq = event.seq
-
-    async def events_since(self, ptype: str, since: int) -> EventHistory:
-        """Retained events of ``ptype`` after ``since``."""
-        events = [e for e in self._events if e.seq > since and e.info.type == ptype]
-        oldest = self._events[0].seq if self._events else None
-        return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq)
 
     async def save_plugin_process(self, record: PluginProcessRecord) -> None:
         """Keep the record of ``record.name``."""

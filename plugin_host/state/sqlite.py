@@ -18,19 +18,12 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 
+from plugin_host.driver.store import TaskHandleRecord
 from plugin_host.errors import StateError, StateVersionError
 from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
+from plugin_host.registry.store import Change, EventHistory, RegistrySnapshot, StoredPlugin, UnreadableRow, Upsert
 from plugin_host.state._schema import APPLICATION_ID, SCHEMA_VERSION, migrate
-from plugin_host.state.api import (
-    Change,
-    EventHistory,
-    RegistrySnapshot,
-    StoredPlugin,
-    TaskHandleRecord,
-    UnreadableRow,
-    Upsert,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from plugin_host._service import TaskGroupService
 from plugin_host.errors import ConfigError, InvalidPluginError, PluginNotFoundError
 from plugin_host.kubelet import _names
 from plugin_host.kubelet.api import DEFAULT_PLUGIN_DIR
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 _CLOSE_TIMEOUT = 10.0
 
 
-class Manager:
+class Manager(TaskGroupService):
     """Serve every device type ``scanner`` reports to kubelet, for the lifetime of an ``async with`` block.
 
     Entering starts ``scanner.scan(notifier)`` in the manager's task group. If the scan returns, the last picture
@@ -73,10 +73,9 @@ class Manager:
             "watch_interval": watch_interval,
         }
         self._servers: dict[str, DeviceTypeServer] = {}
-        self._tg: TaskGroup | None = None
         self._changed: anyio.Event | None = None
         self._send: MemoryObjectSendStream[TreeUpdate] | None = None
-        self._status = "new"
+        super().__init__()
 
     @property
     def namespace(self) -> str:
@@ -108,37 +107,27 @@ class Manager:
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise RuntimeError(f"this kubelet Manager was already {self._status}; create a new one")
-        self._status = "running"
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return RuntimeError(f"this kubelet Manager was already {lifecycle}; create a new one")
+
+    async def _service_start(self, tg: TaskGroup) -> None:
         self._changed = anyio.Event()
         send, receive = anyio.create_memory_object_stream[TreeUpdate](math.inf)
         self._send = send
         notifier = DiffNotifier(send.send_nowait)
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
         tg.start_soon(self._scan, notifier)
         tg.start_soon(self._apply_updates, receive)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg = self._tg
-        assert tg is not None
-        self._status = "closed"
+    def _service_stop_timeout(self) -> float:
+        return _CLOSE_TIMEOUT
+
+    async def _service_stop(self) -> None:
         try:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                for dev_type in list(self._servers):
-                    await self._stop_type(dev_type)
+            for dev_type in list(self._servers):
+                await self._stop_type(dev_type)
         finally:
             if self._send is not None:
                 self._send.close()
-            tg.cancel_scope.cancel()
-            suppressed = await tg.__aexit__(exc_type, exc, tb)
-        return suppressed
 
     async def _scan(self, notifier: DiffNotifier) -> None:
         # The update stream stays open when the scan returns: the last picture keeps being served.

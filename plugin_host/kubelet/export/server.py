@@ -20,8 +20,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -31,6 +29,7 @@ from plugin_host._backoff import Backoff, check_backoff
 from plugin_host._grpc_client import unary_call
 from plugin_host._grpc_server import ClosingServer
 from plugin_host._proto import v1beta1 as wire
+from plugin_host._service import TaskGroupService
 from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_socket_if_ours
 from plugin_host.errors import ConfigError, PluginHostError
 from plugin_host.kubelet import _convert as convert
@@ -66,7 +65,7 @@ def check_settings(register_timeout: float, backoff_initial: float, backoff_max:
     check_backoff(backoff_initial, backoff_max)
 
 
-class DeviceTypeServer:
+class DeviceTypeServer(TaskGroupService):
     """Serve one device type to kubelet as ``<namespace>/<dev_type>`` for the lifetime of an ``async with`` block.
 
     Entering claims the socket (a stale socket is replaced; one served by a live process raises
@@ -118,10 +117,12 @@ class DeviceTypeServer:
         self._server: ClosingServer | None = None
         self._identity: tuple[int, int] | None = None
         self._kubelet_identity: tuple[int, int] | None = None
-        self._tg: TaskGroup | None = None
         self._registered: anyio.Event | None = None
         self._done: anyio.Event | None = None
+        # The serving state (new, running, stopping, stopped): finer than the service's lifecycle, as stop() may
+        # come before, during or after the block.
         self._status = "new"
+        super().__init__()
         self.registrations = 0
         """How many Register calls kubelet accepted (1 after the first, +1 after each kubelet restart)."""
 
@@ -161,9 +162,10 @@ class DeviceTypeServer:
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise RuntimeError(f"DeviceTypeServer for {self._resource} was already {self._status}; create a new one")
+    def _service_refused(self, lifecycle: str) -> Exception:
+        return RuntimeError(f"DeviceTypeServer for {self._resource} was already {self._status}; create a new one")
+
+    async def _service_prepare(self) -> None:
         self._status = "running"
         self._state = DeviceState()
         self._state.update(self._pending)
@@ -176,23 +178,12 @@ class DeviceTypeServer:
             self._status = "stopped"
             self._done.set()
             raise
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(self._supervise)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        tg = self._tg
-        try:
-            await self.stop()
-        finally:
-            if tg is not None:
-                tg.cancel_scope.cancel()
-                await tg.__aexit__(exc_type, exc, tb)
-        return None
+    async def _service_start(self, tg: TaskGroup) -> None:
+        tg.start_soon(self._supervise)
+
+    async def _service_stop(self) -> None:
+        await self.stop()
 
     def update(self, devices: Mapping[str, DeviceInfo]) -> None:
         """Serve ``devices`` (id -> info) from now on: every ListAndWatch stream gets the new full list.
@@ -211,6 +202,7 @@ class DeviceTypeServer:
         """End the ListAndWatch streams, stop serving and remove the socket. Safe to call more than once."""
         if self._status == "new":
             self._status = "stopped"
+            self._lifecycle = "closed"  # never to be entered now
             return
         if self._status == "stopping" or self._status == "stopped":
             if self._done is not None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 
+from plugin_host._sockets import UNIX_SOCKET_PATH_MAX, socket_path_excess
 from plugin_host._text import clipped
 from plugin_host.kubelet._names import endpoint_problem, invalid_resource_name_message, resource_name_problem
 from plugin_host.kubelet.api import API_VERSION
-from plugin_host.registry.models import UNIX_SOCKET_PATH_MAX
 
 __all__ = [
     "KUBELET_API_VERSION",
@@ -74,8 +74,8 @@ def endpoint_error(endpoint: str, plugin_dir: str) -> str | None:
     problem = endpoint_problem(endpoint)
     if problem is not None:
         return f"the endpoint {_go_quote(clipped(endpoint))} is invalid: {clipped(problem)}"
-    size = len(os.fsencode(os.path.join(plugin_dir, endpoint)))
-    if size > UNIX_SOCKET_PATH_MAX:
+    size = socket_path_excess(os.path.join(plugin_dir, endpoint))
+    if size is not None:
         return (
             f"the endpoint {_go_quote(clipped(endpoint))} is invalid: the socket path"
             f" {clipped(os.path.join(plugin_dir, endpoint))!r}"

@@ -28,8 +28,8 @@ import logging
 import os
 import stat
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from socket import socket as Socket
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -43,6 +43,7 @@ from plugin_host._grpc_client import grpc_errors, map_exceptions, unary_call
 from plugin_host._grpc_server import ClosingServer, stop_server
 from plugin_host._offload import cpu_bound
 from plugin_host._proto import v1beta1 as wire
+from plugin_host._service import TaskGroupService
 from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_socket_if_ours
 from plugin_host._text import clipped
 from plugin_host.device import DeviceManager
@@ -88,7 +89,7 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-class KubeletRegistrationServer:
+class KubeletRegistrationServer(TaskGroupService):
     """Serve kubelet's device plugin registration on ``<plugin_dir>/kubelet.sock`` for an ``async with`` block.
 
     ``dial_timeout`` bounds dialling a registering plugin and its GetDevicePluginOptions answer (kubelet: 10 s);
@@ -130,9 +131,9 @@ class KubeletRegistrationServer:
         self._managed: set[str] = set()
         self._lock = anyio.Lock()
         self._server: ClosingServer | None = None
-        self._tg: TaskGroup | None = None
+        self._sock: Socket | None = None  # bound, not yet handed to the server
         self._inode: int | None = None
-        self._status = "new"
+        super().__init__()
 
     @property
     def plugin_dir(self) -> Path:
@@ -170,10 +171,7 @@ class KubeletRegistrationServer:
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        if self._status != "new":
-            raise RuntimeError(f"this KubeletRegistrationServer was already {self._status}; create a new one")
-        self._status = "running"
+    async def _service_prepare(self) -> None:
         path = self.socket_path
         try:
             await anyio.to_thread.run_sync(lambda: self._dir.mkdir(mode=0o750, parents=True, exist_ok=True))
@@ -198,42 +196,33 @@ class KubeletRegistrationServer:
                 f"cannot serve the kubelet registration socket {str(path)!r} in kubelet_server plugin_dir:"
                 f" {exc.strerror or exc}"
             ) from exc
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        server = ClosingServer([_RegistrationService(self)])
-        try:
-            await server.start(sock=sock)
-        except BaseException:
-            sock.close()
-            remove_socket_if_ours(path, self._inode)
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            raise
-        self._tg, self._server = tg, server
-        logger.info("kubelet device plugin registration served on %s", path)
-        return self
+        self._sock = sock
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def _service_start(self, tg: TaskGroup) -> None:
+        server = ClosingServer([_RegistrationService(self)])
+        sock = self._sock
+        assert sock is not None
+        await server.start(sock=sock)
+        self._server, self._sock = server, None
+        logger.info("kubelet device plugin registration served on %s", self.socket_path)
+
+    async def _service_stop(self) -> None:
         server, self._server = self._server, None
-        tg, self._tg = self._tg, None
-        self._status = "closed"
-        if server is None or tg is None:
-            return
-        try:
+        if server is not None:
             await stop_server(server, f"kubelet registration server on {self.socket_path}")
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-        finally:
-            remove_socket_if_ours(self.socket_path, self._inode)
-            resources, self._resources = list(self._resources.values()), {}
+
+    async def _service_release(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()  # the server never took it: its start failed
+        remove_socket_if_ours(self.socket_path, self._inode)
+        resources, self._resources = list(self._resources.values()), {}
+        for resource in resources:
+            resource.close()
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
             for resource in resources:
-                resource.close()
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                for resource in resources:
-                    await self._unmanage(resource.name)
-                    await self._deregister(resource.name)
+                await self._unmanage(resource.name)
+                await self._deregister(resource.name)
 
     async def _forget_earlier_registrations(self) -> None:
         """Deregister what an earlier server on this directory left (a crash): those plugins must register again."""
@@ -334,7 +323,7 @@ class KubeletRegistrationServer:
     async def _adopt(self, connection: PluginConnection) -> None:
         """Make ``connection`` its resource's current one, register it, and start consuming its stream."""
         tg = self._tg
-        if tg is None:
+        if tg is None or self._lifecycle != "running":
             raise GRPCError(Status.UNAVAILABLE, "the kubelet registration server is stopping")
         name = connection.resource_name
         options = connection.options

@@ -1,16 +1,30 @@
-"""What the registry needs from a state store: load everything once, commit batches of changes, replay events.
+"""What the registry needs from a state store, and the in-memory store ``Registry(state=None)`` uses.
 
-Each batch is one transaction holding the registration changes *and* their events, so the registrations and the
-event log can never disagree, whatever instant the process dies at.
+The store loads everything once, commits batches of changes and replays events. Each batch is one transaction holding
+the registration changes *and* their events, so the registrations and the event log can never disagree, whatever
+instant the process dies at. ``plugin_host.state`` implements this Protocol (with the other owners' stores).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
+
+__all__ = [
+    "Change",
+    "Delete",
+    "EventHistory",
+    "MemoryRegistryStore",
+    "RegistrySnapshot",
+    "RegistryStore",
+    "StoredPlugin",
+    "UnreadableRow",
+    "Upsert",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,31 +106,33 @@ class RegistryStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class TaskHandleRecord:
-    """A started task's handle, kept until the task is destroyed so a restarted host can recover it.
+class MemoryRegistryStore:
+    """Registrations and a bounded event history in memory; nothing survives the process."""
 
-    ``handle`` is opaque here: the bytes of the driver's wire ``TaskHandle`` message.
-    """
+    def __init__(self, *, event_retention: int = 10_000) -> None:
+        if event_retention < 1:
+            raise ValueError(f"event_retention must be at least 1, got {event_retention}")
+        self._plugins: dict[tuple[str, str, str], StoredPlugin] = {}
+        self._events: deque[PluginUpdateEvent] = deque(maxlen=event_retention)
+        self._last_seq = 0
 
-    task_id: str
-    driver: str
-    alloc_id: str
-    name: str
-    handle: bytes = field(repr=False)
+    async def load_registry(self) -> RegistrySnapshot:
+        """Every registration held and the last seq."""
+        return RegistrySnapshot(plugins=list(self._plugins.values()), last_seq=self._last_seq)
 
+    async def commit(self, commits: Sequence[tuple[Change, PluginUpdateEvent]]) -> None:
+        """Apply the changes and record the events, in order."""
+        for change, event in commits:
+            if isinstance(change, Upsert):
+                info = change.info
+                self._plugins[(info.type, info.name, info.alloc_id)] = StoredPlugin(change.position, info)
+            else:
+                self._plugins.pop((change.ptype, change.name, change.alloc_id), None)
+            self._events.append(event)
+            self._last_seq = event.seq
 
-class TaskHandleStore(Protocol):
-    """Persistence of the DriverManager's task handles (one record per task id)."""
-
-    async def save_task_handle(self, record: TaskHandleRecord) -> None:
-        """Insert or replace the record of ``record.task_id``; durable when this returns."""
-        ...
-
-    async def list_task_handles(self, driver: str | None = None) -> list[TaskHandleRecord]:
-        """Every record (of ``driver`` only, when given), sorted by task id."""
-        ...
-
-    async def delete_task_handle(self, task_id: str) -> None:
-        """Forget the record of ``task_id`` (no-op when there is none)."""
-        ...
+    async def events_since(self, ptype: str, since: int) -> EventHistory:
+        """Retained events of ``ptype`` after ``since``."""
+        events = [e for e in self._events if e.seq > since and e.info.type == ptype]
+        oldest = self._events[0].seq if self._events else None
+        return EventHistory(events=events, oldest_seq=oldest, last_seq=self._last_seq)
