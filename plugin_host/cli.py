@@ -17,18 +17,18 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
-
-import anyio
+from typing import TYPE_CHECKING, Any, TextIO
 
 from plugin_host._version import __version__
-from plugin_host.admin import HostStatus, KubeletExportStatus, PluginStatus, TaskEntry, query_status
-from plugin_host.config.hcl import HclSyntaxError
-from plugin_host.device import DeviceManagerChange, PluginSnapshot, SnapshotChange
-from plugin_host.errors import ConfigError, PluginHostError
-from plugin_host.host import PluginHost
-from plugin_host.host_config import HostConfig
-from plugin_host.state import SqliteStateStore
+from plugin_host.errors import ConfigError, HclSyntaxError, PluginHostError
+
+if TYPE_CHECKING:
+    from plugin_host.admin import HostStatus, KubeletExportStatus, PluginStatus, TaskEntry
+    from plugin_host.device import DeviceManagerChange, PluginSnapshot
+    from plugin_host.host import PluginHost
+    from plugin_host.host_config import HostConfig
+
+# Each subcommand imports what it uses when it runs: `plugin-host --version` and `status` stay quick.
 
 __all__ = ["main"]
 
@@ -154,6 +154,8 @@ class _ChangeLines:
         self._devices: dict[str, dict[tuple[str, str], str]] = {}
 
     def lines(self, change: DeviceManagerChange) -> list[str]:
+        from plugin_host.device import SnapshotChange
+
         if isinstance(change, SnapshotChange):
             current = {p.name: p for p in change.snapshot.plugins}
             names = sorted(set(current) | set(self._states))
@@ -191,6 +193,8 @@ class _ChangeLines:
 
 
 def _load_config(path: str | None) -> HostConfig:
+    from plugin_host.host_config import HostConfig
+
     config = HostConfig.default() if path is None else HostConfig.from_hcl_file(path)
     # Every command, so `state show` and `status` name a key that points at a file just as `run` does.
     config.check_paths(source=path)
@@ -214,6 +218,10 @@ async def _live_view(host: PluginHost, out: TextIO) -> None:
 
 
 async def _run(config: HostConfig) -> int:
+    import anyio
+
+    from plugin_host.host import PluginHost
+
     # Installed before the host starts so a signal during startup is not lost (it stops the host once it runs).
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with PluginHost(config) as host, anyio.create_task_group() as tg:
@@ -230,12 +238,16 @@ async def _run(config: HostConfig) -> int:
 
 
 async def _status(config: HostConfig, as_json: bool) -> int:
+    from plugin_host.admin import query_status
+
     status = await query_status(config.admin_socket_path)
     print(status.model_dump_json(indent=2) if as_json else render_status(status))
     return 0
 
 
 async def _state_show(config: HostConfig, as_json: bool) -> int:
+    from plugin_host.state import SqliteStateStore
+
     async with SqliteStateStore(config.state_file, read_only=True) as store:
         snapshot = await store.load_registry(skip_unreadable=True)
     stored = sorted(snapshot.plugins, key=lambda p: (p.info.type, p.info.name, -p.position))
@@ -324,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level, args.log_json)
     command: Callable[[], int]
+    import anyio
+
     try:
         config = _load_config(args.config)
         if args.command == "run":

@@ -12,18 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import hcl2
-from hcl2.utils import process_escape_sequences
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from typing import TYPE_CHECKING, Any
 
 from plugin_host._text import truncated
 from plugin_host.errors import ConfigError, HclSyntaxError
 
-__all__ = ["HclBlock", "HclSyntaxError", "labeled_blocks", "load_hcl_file", "loads_hcl", "normalize", "single_block"]
+if TYPE_CHECKING:
+    from lark.exceptions import UnexpectedInput
 
-_OPTIONS = hcl2.SerializationOptions(with_comments=False, preserve_heredocs=False, explicit_blocks=True)
+# python-hcl2 and lark load only when a config is parsed: a plugin process that never reads HCL skips ~70 modules.
+
+__all__ = ["HclBlock", "HclSyntaxError", "labeled_blocks", "load_hcl_file", "loads_hcl", "normalize", "single_block"]
 # Keys python-hcl2 adds for its own round-tripping, never written by a user.
 _MARKERS = frozenset({"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"})
 _PUNCTUATION = {
@@ -59,6 +58,8 @@ class HclBlock(dict[str, Any]):
 
 
 def _describe_token(exc: UnexpectedInput) -> str:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
     if isinstance(exc, UnexpectedToken):
         if exc.token.type == "$END":
             return "unexpected end of file"
@@ -70,6 +71,8 @@ def _describe_token(exc: UnexpectedInput) -> str:
 
 
 def _expected(exc: UnexpectedInput) -> str:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     names: set[str] = set()
     if isinstance(exc, UnexpectedToken):
         names = set(exc.expected)
@@ -95,6 +98,8 @@ def _syntax_error(exc: UnexpectedInput, text: str, source: str) -> HclSyntaxErro
 
 
 def _unquote(value: str, where: str, source: str) -> str:
+    from hcl2.utils import process_escape_sequences
+
     body = process_escape_sequences(value[1:-1])
     out: list[str] = []
     i = 0
@@ -132,6 +137,8 @@ def _value(value: Any, where: str, source: str) -> Any:
 
 def _key(key: str) -> str:
     if len(key) >= 2 and key[0] == '"' and key[-1] == '"':
+        from hcl2.utils import process_escape_sequences
+
         return process_escape_sequences(key[1:-1])
     return key
 
@@ -211,8 +218,12 @@ def loads_hcl(text: str, *, source: str = "<string>") -> dict[str, Any]:
             f" ({MAX_CONFIG_BYTES // 1024} KiB)"
         )
     _check_nesting(text, source)
+    import hcl2
+    from lark.exceptions import LarkError, UnexpectedInput
+
+    options = hcl2.SerializationOptions(with_comments=False, preserve_heredocs=False, explicit_blocks=True)
     try:
-        raw = hcl2.loads(text, serialization_options=_OPTIONS)
+        raw = hcl2.loads(text, serialization_options=options)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text, source) from exc
     except (LarkError, ValueError, RuntimeError) as exc:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 from plugin_host.device.api import DevicePlugin
-from plugin_host.device.client import DevicePluginClient
 from plugin_host.device.server import device_plugin_handlers
 from plugin_host.goplugin.serve import aserve_plugin, not_launched_message, serve_plugin
+
+if TYPE_CHECKING:
+    # The client side is imported where it is used: a plugin process serves and never dials.
+    from plugin_host.device.client import DevicePluginClient
 
 __all__ = [
     "NOT_LAUNCHED_MESSAGE",
@@ -68,6 +71,8 @@ def serve_device_plugin(plugin: DevicePlugin, *, log_level: int | str = "INFO") 
 
 def device_plugin_client(socket_path: str | os.PathLike[str]) -> DevicePluginClient:
     """A client (not yet open) of a launched device plugin, over the Unix socket its handshake line announced."""
+    from plugin_host.device.client import DevicePluginClient
+
     return DevicePluginClient(socket_path)
 
 

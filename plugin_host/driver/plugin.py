@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 from plugin_host.driver.api import DriverPlugin
-from plugin_host.driver.client import DriverPluginClient
 from plugin_host.driver.server import driver_plugin_handlers
 from plugin_host.goplugin.serve import aserve_plugin, not_launched_message, serve_plugin
+
+if TYPE_CHECKING:
+    # The client side is imported where it is used: a plugin process serves and never dials.
+    from plugin_host.driver.client import DriverPluginClient
 
 __all__ = [
     "NOT_LAUNCHED_MESSAGE",
@@ -64,6 +67,8 @@ def serve_driver_plugin(plugin: DriverPlugin, *, log_level: int | str = "INFO") 
 
 def driver_plugin_client(socket_path: str | os.PathLike[str]) -> DriverPluginClient:
     """A client (not yet open) of a launched task driver, over the Unix socket its handshake line announced."""
+    from plugin_host.driver.client import DriverPluginClient
+
     return DriverPluginClient(socket_path)
 
 
