@@ -14,7 +14,7 @@ from plugin_host._proto.hashicorp.nomad.plugins import device as wire
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host._proto.hashicorp.nomad.plugins.shared import hclspec as wire_hcl
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
-from plugin_host.base import _convert as base_convert
+from plugin_host.base import convert as base_convert
 from plugin_host.base import hclspec
 from plugin_host.base.api import PluginInfoResponse
 from plugin_host.base.structs import Attribute, StatObject, StatValue

@@ -13,7 +13,7 @@ import pytest
 
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
-from plugin_host.base import _convert as base_convert
+from plugin_host.base import convert as base_convert
 from plugin_host.device import _convert as device_convert
 
 REPO = Path(__file__).resolve().parent.parent

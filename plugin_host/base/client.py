@@ -19,7 +19,7 @@ from grpclib.exceptions import GRPCError
 
 from plugin_host._grpc_client import unary_call
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
-from plugin_host.base import _convert as base_convert
+from plugin_host.base import convert as base_convert
 from plugin_host.base.api import PluginInfoResponse
 from plugin_host.base.hclspec import Spec
 from plugin_host.errors import ConfigError, PluginHostError

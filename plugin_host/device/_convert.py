@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire
-from plugin_host.base._convert import (
+from plugin_host.base.convert import (
     attributes_from_wire,
     attributes_to_wire,
     on_wire,

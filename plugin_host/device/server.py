@@ -19,7 +19,7 @@ from grpclib.server import Stream
 
 from plugin_host._grpc_server import Servable, UnixSocketServer, aclose_responses, recv_request
 from plugin_host._proto.hashicorp.nomad.plugins import device as wire_device
-from plugin_host.base._service import BasePluginService, plugin_errors
+from plugin_host.base.service import BasePluginService, plugin_errors
 from plugin_host.device import _convert as convert
 from plugin_host.device.api import DevicePlugin
 

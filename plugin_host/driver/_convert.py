@@ -22,7 +22,7 @@ import msgpack
 
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host._text import truncated
-from plugin_host.base._convert import attributes_from_wire, attributes_to_wire, on_wire
+from plugin_host.base.convert import attributes_from_wire, attributes_to_wire, on_wire
 from plugin_host.config.validation import without_nulls
 from plugin_host.driver.api import (
     AllocatedCpuResources,

@@ -33,7 +33,7 @@ from plugin_host._grpc_status import StatusDetailsCodec
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
 from plugin_host._text import truncated
-from plugin_host.base import _convert as base_convert
+from plugin_host.base import convert as base_convert
 from plugin_host.base.client import BasePluginClient
 from plugin_host.base.hclspec import Spec
 from plugin_host.driver import _convert as convert

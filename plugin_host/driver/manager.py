@@ -55,7 +55,7 @@ from plugin_host.driver.api import (
     TaskResourceUsage,
     TaskStatus,
 )
-from plugin_host.driver.store import TaskHandleRecord, TaskHandleStore
+from plugin_host.driver.store import MemoryTaskHandleStore, TaskHandleRecord, TaskHandleStore
 from plugin_host.errors import (
     ConfigError,
     DriverError,
@@ -118,11 +118,7 @@ class DriverManager(TaskGroupService):
         if isinstance(event_buffer, bool) or not isinstance(event_buffer, int) or event_buffer < 1:
             raise ConfigError(f"event_buffer must be a positive integer, got {truncated(event_buffer)}")
         self._configured = _driver_names(configured_drivers)
-        if state is None:
-            from plugin_host.state.memory import MemoryStateStore
-
-            state = MemoryStateStore()
-        self._state: TaskHandleStore = state
+        self._state: TaskHandleStore = state if state is not None else MemoryTaskHandleStore()
         self._event_buffer = event_buffer
         self._drivers: dict[str, _Driver] = {}
         self._tasks: dict[str, str] = {}  # task id → driver name, for tasks the driver tracks

@@ -32,8 +32,8 @@ from plugin_host._grpc_server import Servable, UnixSocketServer, aclose_response
 from plugin_host._proto.hashicorp.nomad.plugins.drivers import proto as wire
 from plugin_host._proto.hashicorp.nomad.plugins.shared import structs as wire_structs
 from plugin_host._text import truncated
-from plugin_host.base import _convert as base_convert
-from plugin_host.base._service import BasePluginService
+from plugin_host.base import convert as base_convert
+from plugin_host.base.service import BasePluginService
 from plugin_host.driver import _convert as convert
 from plugin_host.driver.api import DriverPlugin
 from plugin_host.errors import DriverError, PluginHostError, TaskConfigError, TaskExistsError, TaskNotFoundError

@@ -56,7 +56,7 @@ from plugin_host.kubelet.export.api import UseDefault as UseDefault
 from plugin_host.kubelet.export.manager import Manager as Manager
 from plugin_host.kubelet.export.manager_export import DeviceManagerScanner as DeviceManagerScanner
 from plugin_host.kubelet.export.server import DeviceTypeServer as DeviceTypeServer
-from plugin_host.kubelet.host._hosted import KubeletDevicePluginClient as KubeletDevicePluginClient
+from plugin_host.kubelet.host import KubeletDevicePluginClient as KubeletDevicePluginClient
 from plugin_host.kubelet.host.registration_server import KUBELET_ALLOC_ID as KUBELET_ALLOC_ID
 from plugin_host.kubelet.host.registration_server import KUBELET_PROTOCOL as KUBELET_PROTOCOL
 from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer as KubeletRegistrationServer

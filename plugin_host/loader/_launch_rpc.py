@@ -15,7 +15,7 @@ from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import unary_call
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host._proto.plugin import Empty
-from plugin_host.base import _convert as base_convert
+from plugin_host.base import convert as base_convert
 
 __all__ = ["GO_PLUGIN_HEALTH_SERVICE", "health_status", "plugin_type", "shutdown"]
 

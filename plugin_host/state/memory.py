@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from plugin_host.driver.store import TaskHandleRecord
+from plugin_host.driver.store import MemoryTaskHandleStore
 from plugin_host.loader.store import PluginProcessRecord
 from plugin_host.registry.store import MemoryRegistryStore
 
 
-class MemoryStateStore(MemoryRegistryStore):
+class MemoryStateStore(MemoryRegistryStore, MemoryTaskHandleStore):
     """Registrations, a bounded event history, plugin processes and task handles in memory."""
 
     def __init__(self, *, event_retention: int = 10_000) -> None:
-        super().__init__(event_retention=event_retention)
+        MemoryRegistryStore.__init__(self, event_retention=event_retention)
+        MemoryTaskHandleStore.__init__(self)
         self._processes: dict[str, PluginProcessRecord] = {}
-        self._handles: dict[str, TaskHandleRecord] = {}
 
     async def save_plugin_process(self, record: PluginProcessRecord) -> None:
         """Keep the record of ``record.name``."""
@@ -26,15 +26,3 @@ class MemoryStateStore(MemoryRegistryStore):
     async def delete_plugin_process(self, name: str) -> None:
         """Forget the record of ``name``."""
         self._processes.pop(name, None)
-
-    async def save_task_handle(self, record: TaskHandleRecord) -> None:
-        """Keep the record of ``record.task_id``."""
-        self._handles[record.task_id] = record
-
-    async def list_task_handles(self, driver: str | None = None) -> list[TaskHandleRecord]:
-        """Every record (of ``driver`` only, when given), sorted by task id."""
-        return [r for _, r in sorted(self._handles.items()) if driver is None or r.driver == driver]
-
-    async def delete_task_handle(self, task_id: str) -> None:
-        """Forget the record of ``task_id``."""
-        self._handles.pop(task_id, None)

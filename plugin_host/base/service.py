@@ -17,7 +17,7 @@ from grpclib.server import Stream
 
 from plugin_host._grpc_server import recv_request
 from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
-from plugin_host.base import _convert as base_convert
+from plugin_host.base import convert as base_convert
 from plugin_host.base.api import BasePlugin
 from plugin_host.errors import PluginHostError
 
