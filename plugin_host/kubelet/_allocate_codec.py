@@ -10,8 +10,7 @@ messages are simple enough to code by hand, so the default Allocate neither buil
 - :class:`DevicePieces` holds one device's response fields already encoded (computed once per
   :class:`~plugin_host.kubelet.api.DeviceInfo`, kept while the device's info is the same object), so answering a
   one-device request (what kubelet sends) is concatenating cached bytes;
-- :class:`EncodedAllocateResponse` carries the bytes through grpclib's codec, like
-  :class:`~plugin_host.kubelet._list_encode.EncodedListAndWatchResponse`;
+- :class:`EncodedAllocateResponse` carries the bytes through grpclib's codec (it is the handler's reply type);
 - :func:`encode_allocate_response` encodes a hook's :class:`~plugin_host.kubelet.api.AllocateResponse` model.
 
 The output decodes to the same message betterproto's encoding does (fields in number order; map entries with both
@@ -32,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from plugin_host._proto import v1beta1 as wire
 from plugin_host.kubelet import _cdi
 from plugin_host.kubelet.api import (
     AllocateResponse,
@@ -149,28 +147,14 @@ class DevicePieces:
         return cls(info, mounts, nodes, cdi_name, cdi_device, cdi_file, alone)
 
 
-class EncodedAllocateResponse(wire.AllocateResponse):  # type: ignore[misc]  # generated code is unchecked
-    """An ``AllocateResponse`` already encoded: serializing it returns the stored bytes (its fields stay empty)."""
+class EncodedAllocateResponse:
+    """An ``AllocateResponse`` already encoded, for grpclib's codec (which checks the handler's reply type, then calls
+    ``SerializeToString``). Deliberately not a betterproto message: building one costs more than the whole encoding."""
 
-    # As for EncodedListAndWatchResponse: the subclass's forward references do not resolve in this module.
-    _betterproto_meta = wire.AllocateResponse._betterproto
+    __slots__ = ("encoded",)
 
     def __init__(self, encoded: bytes) -> None:
-        super().__init__()
         self.encoded = encoded
-
-    def __bytes__(self) -> bytes:
-        return self.encoded
-
-    def __len__(self) -> int:
-        return len(self.encoded)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, EncodedAllocateResponse):
-            return self.encoded == other.encoded
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as every betterproto message
 
     def SerializeToString(self) -> bytes:
         return self.encoded

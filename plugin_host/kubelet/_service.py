@@ -196,7 +196,7 @@ class DeviceTypeService:
                 wire.PreferredAllocationResponse,
             ),
             # Decoded and encoded by hand (_allocate_codec): no betterproto objects on kubelet's hot path.
-            f"{service}/Allocate": Handler(self._allocate, unary, AllocateRequestIds, wire.AllocateResponse),
+            f"{service}/Allocate": Handler(self._allocate, unary, AllocateRequestIds, EncodedAllocateResponse),
             f"{service}/PreStartContainer": Handler(
                 self._pre_start_container, unary, wire.PreStartContainerRequest, wire.PreStartContainerResponse
             ),
