@@ -37,6 +37,7 @@ LAYERS: list[set[str]] = [
         "_lazy",
         "_metrics",
         "_grpc_metrics",
+        "_grpc_cork",
         "_proto",
     },
     {"config"},

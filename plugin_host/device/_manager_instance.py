@@ -95,6 +95,8 @@ class PluginRunner:
         self.socket_path = socket_path
         self.state = PluginState.STARTING
         self.groups: tuple[DeviceGroup, ...] = ()
+        # (the groups they were taken from, group id -> device ids): reserve() checks ids in O(1), not O(devices)
+        self._device_ids: tuple[tuple[DeviceGroup, ...], dict[str, frozenset[str]]] = ((), {})
         self.last_error: str | None = None
         self.restarts = 0
         self.retry_delay: float | None = None
@@ -125,6 +127,19 @@ class PluginRunner:
     def group(self, group_id: str) -> DeviceGroup | None:
         """The device group ``vendor/type/name`` of the latest fingerprint, or None."""
         return next((group for group in self.groups if group.id == group_id), None)
+
+    def device_ids(self, group_id: str) -> frozenset[str] | None:
+        """The device ids of group ``group_id`` in the latest fingerprint (computed once per fingerprint), or None."""
+        groups, cache = self._device_ids
+        if groups is not self.groups:
+            groups, cache = self._device_ids = (self.groups, {})
+        ids = cache.get(group_id)
+        if ids is None:
+            group = self.group(group_id)
+            if group is None:
+                return None
+            ids = cache[group_id] = frozenset(device.id for device in group.devices)
+        return ids
 
     def latest_stats(self) -> dict[str, DeviceGroupStats]:
         """The newest statistics of each device, by group id."""

@@ -291,9 +291,8 @@ class DeviceManager(TaskGroupService):
             )
         missing: list[str] = wanted
         for runner in owners:
-            group = runner.group(group_id)
-            assert group is not None
-            ids = {device.id for device in group.devices}
+            ids = runner.device_ids(group_id)
+            assert ids is not None
             missing = [i for i in wanted if i not in ids]
             if not missing:
                 break

@@ -28,6 +28,7 @@ from plugin_host.kubelet.api import (
     HEALTHY,
     AllocateRequest,
     AllocateResponse,
+    ContainerAllocateRequest,
     ContainerAllocateResponse,
     DevicePluginOptions,
     KubeletDeviceSpec,
@@ -35,6 +36,15 @@ from plugin_host.kubelet.api import (
     PreferredAllocationResponse,
 )
 from plugin_host.kubelet.export import _cdi
+from plugin_host.kubelet.export._allocate_codec import (
+    AllocateRequestIds,
+    DevicePieces,
+    EncodedAllocateResponse,
+    container_body,
+    encode_allocate_response,
+    encode_container_response,
+)
+from plugin_host.kubelet.export._cdi_writer import CdiSpecWriter
 from plugin_host.kubelet.export._list_encode import EncodedListAndWatchResponse, encoded_list_response
 from plugin_host.kubelet.export.api import USE_DEFAULT, CdiSpec, DeviceInfo
 
@@ -156,6 +166,9 @@ class DeviceTypeService:
         self._state = state
         self._hooks = hooks
         self._cdi_dir = cdi_dir
+        self._cdi = CdiSpecWriter(cdi_dir)
+        # device id -> its encoded share of a response, reused while the device's info is the same object
+        self._pieces: dict[str, DevicePieces] = {}
         self.streams = 0
         self._streams_done = anyio.Event()
         self._streams_done.set()
@@ -180,7 +193,8 @@ class DeviceTypeService:
                 wire.PreferredAllocationRequest,
                 wire.PreferredAllocationResponse,
             ),
-            f"{service}/Allocate": Handler(self._allocate, unary, wire.AllocateRequest, wire.AllocateResponse),
+            # Decoded and encoded by hand (_allocate_codec): no betterproto objects on kubelet's hot path.
+            f"{service}/Allocate": Handler(self._allocate, unary, AllocateRequestIds, EncodedAllocateResponse),
             f"{service}/PreStartContainer": Handler(
                 self._pre_start_container, unary, wire.PreStartContainerRequest, wire.PreStartContainerResponse
             ),
@@ -222,28 +236,40 @@ class DeviceTypeService:
                 self.lost_generation = max(self.lost_generation, generation)
 
     async def _allocate(self, stream: Stream[Any, Any]) -> None:
-        message = await stream.recv_message()
-        request = convert.allocate_request_from_wire(message or wire.AllocateRequest())
-        if not request.container_requests:
+        message: AllocateRequestIds | None = await stream.recv_message()
+        containers = message.containers if message is not None else ()
+        if not containers:
             raise GRPCError(
                 Status.INVALID_ARGUMENT, f"Allocate for {self._resource}: no container requests, expected at least one"
             )
+        hooks = self._hooks
+        if hooks.allocate is None and hooks.post_allocate is None:
+            # The default Allocate with nobody to see models: cached bytes, no pydantic, no betterproto.
+            await stream.send_message(EncodedAllocateResponse(await self._default_allocate_encoded(containers)))
+            return
+        # The ids come from protobuf strings: already a tuple of str each, nothing for pydantic to check.
+        request = AllocateRequest.model_construct(
+            container_requests=tuple(ContainerAllocateRequest.model_construct(devices_ids=ids) for ids in containers)
+        )
         response: AllocateResponse | None = None
-        if self._hooks.allocate is not None:
+        if hooks.allocate is not None:
             with _hook_errors("Allocate", self._resource):
-                result = await _call(self._hooks.allocate, request)
+                result = await _call(hooks.allocate, request)
             if result is not USE_DEFAULT:
                 _check_type("Allocate", "allocate", result, AllocateResponse)
                 response = result
         if response is None:
+            if hooks.post_allocate is None:
+                await stream.send_message(EncodedAllocateResponse(await self._default_allocate_encoded(containers)))
+                return
             response = await self._default_allocate(request)
-        if self._hooks.post_allocate is not None:
+        if hooks.post_allocate is not None:
             with _hook_errors("Allocate", self._resource):
-                replaced = await _call(self._hooks.post_allocate, response)
+                replaced = await _call(hooks.post_allocate, response)
             if replaced is not None:
                 _check_type("Allocate", "post_allocate", replaced, AllocateResponse)
                 response = replaced
-        await stream.send_message(convert.allocate_response_to_wire(response))
+        await stream.send_message(EncodedAllocateResponse(encode_allocate_response(response)))
 
     async def _get_preferred_allocation(self, stream: Stream[Any, Any]) -> None:
         message = await stream.recv_message()
@@ -276,6 +302,67 @@ class DeviceTypeService:
 
     # --- the default Allocate -------------------------------------------------------------------------------------
 
+    def _device(self, devices: Mapping[str, DeviceInfo], index: int, dev_id: str) -> DeviceInfo:
+        """The device ``dev_id`` of container request ``index``; ``INVALID_ARGUMENT`` when unknown or unhealthy."""
+        info = devices.get(dev_id)
+        if info is None:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"Allocate for {self._resource}: container request {index} asks for device {dev_id!r},"
+                " which does not exist",
+            )
+        if info.state != HEALTHY:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"Allocate for {self._resource}: container request {index} asks for device {dev_id!r},"
+                f" which is {info.state}, expected {HEALTHY}",
+            )
+        return info
+
+    def _pieces_of(self, dev_id: str, info: DeviceInfo) -> DevicePieces:
+        pieces = self._pieces.get(dev_id)
+        if pieces is None or pieces.info is not info:
+            if len(self._pieces) > 2 * len(self._state.devices) + 64:
+                self._pieces.clear()  # ids that come and go must not pile up
+            pieces = self._pieces[dev_id] = DevicePieces.of(info)
+        return pieces
+
+    async def _default_allocate_encoded(self, containers: tuple[tuple[str, ...], ...]) -> bytes:
+        """The default Allocate as response bytes: what :meth:`_default_allocate` answers, from cached pieces."""
+        devices = self._state.devices  # replaced, never mutated, on update: one consistent view for the call
+        specs: dict[str, CdiSpec] = {}
+        parts: list[bytes] = []
+        for index, ids in enumerate(containers):
+            all_pieces = [self._pieces_of(dev_id, self._device(devices, index, dev_id)) for dev_id in ids]
+            for pieces in all_pieces:
+                if pieces.cdi_file is not None:
+                    spec = pieces.info.cdi_spec
+                    assert spec is not None
+                    specs.setdefault(pieces.cdi_file, spec)
+            if len(all_pieces) == 1:
+                parts.append(all_pieces[0].alone)  # what kubelet asks: one device
+                continue
+            envs: dict[str, str] = {}
+            annotations: dict[str, str] = {}
+            for pieces in all_pieces:
+                envs.update(pieces.info.envs)
+                annotations.update(pieces.info.annotations)
+            # Devices sharing a node, mount or CDI device would otherwise hand the runtime duplicates it rejects.
+            parts.append(
+                encode_container_response(
+                    container_body(
+                        envs,
+                        dict.fromkeys(m for p in all_pieces for m in p.mounts),
+                        dict.fromkeys(n for p in all_pieces for n in p.nodes),
+                        annotations,
+                        dict.fromkeys(p.cdi_device for p in all_pieces if p.cdi_device is not None),
+                    )
+                )
+            )
+        for file_name, spec in specs.items():
+            await self._write_spec(file_name, spec)
+        return b"".join(parts)
+
     async def _default_allocate(self, request: AllocateRequest) -> AllocateResponse:
         devices = self._state.devices  # replaced, never mutated, on update: one consistent view for the call
         specs: dict[str, CdiSpec] = {}
@@ -287,19 +374,7 @@ class DeviceTypeService:
             annotations: dict[str, str] = {}
             cdi_names: list[str] = []
             for dev_id in container.devices_ids:
-                info = devices.get(dev_id)
-                if info is None:
-                    raise GRPCError(
-                        Status.INVALID_ARGUMENT,
-                        f"Allocate for {self._resource}: container request {index} asks for device {dev_id!r},"
-                        " which does not exist",
-                    )
-                if info.state != HEALTHY:
-                    raise GRPCError(
-                        Status.INVALID_ARGUMENT,
-                        f"Allocate for {self._resource}: container request {index} asks for device {dev_id!r},"
-                        f" which is {info.state}, expected {HEALTHY}",
-                    )
+                info = self._device(devices, index, dev_id)
                 nodes.extend(info.nodes)
                 mounts.extend(info.mounts)
                 envs.update(info.envs)
@@ -317,19 +392,19 @@ class DeviceTypeService:
                     cdi_devices=_unique(cdi_names),
                 )
             )
-        for spec in specs.values():
-            await self._write_spec(spec)
+        for file_name, spec in specs.items():
+            await self._write_spec(file_name, spec)
         return AllocateResponse(container_responses=tuple(containers))
 
-    async def _write_spec(self, spec: CdiSpec) -> None:
-        if (self._cdi_dir / _cdi.spec_file_name(spec)).exists():
-            return
+    async def _write_spec(self, file_name: str, spec: CdiSpec) -> None:
+        if self._cdi.is_current(file_name, spec):
+            return  # the common case: one stat, nothing written
         try:
-            await anyio.to_thread.run_sync(_cdi.write_spec_once, spec, self._cdi_dir)
+            await self._cdi.ensure(file_name, spec)
         except OSError as exc:
             logger.error("writing the CDI spec of %s to %s failed: %s", _cdi.qualified_name(spec), self._cdi_dir, exc)
             raise GRPCError(
                 Status.INTERNAL,
-                f"Allocate for {self._resource}: writing the CDI spec {_cdi.spec_file_name(spec)!r} to"
+                f"Allocate for {self._resource}: writing the CDI spec {file_name!r} to"
                 f" {str(self._cdi_dir)!r} failed: {exc}",
             ) from exc

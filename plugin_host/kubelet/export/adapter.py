@@ -107,6 +107,8 @@ class DevicePluginScanner:
         self._type_name = type_name
         self._backoff = (float(backoff_initial), float(backoff_max))
         self._devices: dict[str, dict[str, DeviceInfo]] = {}
+        # every device id sent -> its info, for Allocate's checks (one lookup per id, not a walk of every device)
+        self._known: dict[str, DeviceInfo] = {}
 
     @property
     def devices(self) -> Mapping[str, Mapping[str, DeviceInfo]]:
@@ -164,6 +166,7 @@ class DevicePluginScanner:
 
     def _send(self, notifier: Notifier, tree: DeviceTree) -> None:
         self._devices = tree.snapshot()
+        self._known = {dev_id: info for devices in self._devices.values() for dev_id, info in devices.items()}
         notifier.notify(tree)
 
     def _send_unhealthy(self, notifier: Notifier) -> None:
@@ -188,7 +191,7 @@ class DevicePluginScanner:
     def _check_ids(self, ids: list[str]) -> None:
         if not ids:
             raise InvalidRequestError("Allocate: a container request without device ids; expected at least one")
-        known = {dev_id: info for devices in self._devices.values() for dev_id, info in devices.items()}
+        known = self._known
         for dev_id in ids:
             info = known.get(dev_id)
             if info is None:

@@ -27,6 +27,7 @@ from grpclib.client import Channel
 
 from plugin_host._backoff import Backoff, check_backoff
 from plugin_host._grpc_client import unary_call
+from plugin_host._grpc_cork import CorkedServer
 from plugin_host._grpc_server import ClosingServer
 from plugin_host._proto import v1beta1 as wire
 from plugin_host._service import TaskGroupService
@@ -252,7 +253,7 @@ class DeviceTypeServer(TaskGroupService):
         identity = _identity(self._path)
         assert identity is not None
         inode = identity[0]
-        server = ClosingServer([self._service])
+        server = CorkedServer([self._service])
         try:
             await server.start(sock=sock)
         except BaseException:
