@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host.errors import ConfigError, InvalidPluginError, PluginNotFoundError
 from plugin_host.kubelet import _names
 from plugin_host.kubelet._notifier import Devices, DiffNotifier, TreeUpdate
@@ -54,6 +55,7 @@ class Manager:
         register_backoff_initial: float = 0.1,
         register_backoff_max: float = 5.0,
         watch_interval: float = 0.1,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         problem = _names.namespace_problem(namespace)
         if problem is not None:
@@ -70,6 +72,7 @@ class Manager:
             "register_backoff_initial": register_backoff_initial,
             "register_backoff_max": register_backoff_max,
             "watch_interval": watch_interval,
+            "metrics": metrics,
         }
         self._servers: dict[str, DeviceTypeServer] = {}
         self._tg: TaskGroup | None = None

@@ -53,6 +53,11 @@ class Subscriber:
         return not self._lagged
 
     @property
+    def backlog(self) -> int:
+        """Events queued for this subscriber and not yet read (replayed history included)."""
+        return len(self._history) + len(self._live)
+
+    @property
     def last_pushed(self) -> int:
         """The seq of the newest event queued for (or delivered to) this subscriber."""
         return self._live[-1].seq if self._live else self.last_seq

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host.errors import (
     DispenseError,
     EventsExpiredError,
@@ -51,8 +53,11 @@ class Registry:
         self,
         state: RegistryStore | None = None,
         dispensers: Mapping[str, Dispenser] | None = None,
+        *,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store: RegistryStore = state if state is not None else MemoryStateStore()
+        self._metrics = metrics
         self._dispensers: dict[str, Dispenser] = dict(dispensers or {})
         self._stubs: dict[str, Dispenser] = {}
         # type -> name -> registrations, newest (largest position) first
@@ -166,16 +171,21 @@ class Registry:
             for intent in batch:
                 plan.add(intent)
             if plan.commits:
+                started = time.perf_counter()
                 try:
                     await self._store.commit(plan.commits)
                 except BaseException as exc:
+                    self._metrics.registry_commit_failed(batch=len(batch))
                     for intent in batch:
                         intent.finish(exc)
                     raise
+                elapsed = time.perf_counter() - started
                 for change, _ in plan.commits:
                     self._apply(change)
                 self._seq = plan.seq
-                self._publish([event for _, event in plan.commits])
+                events = [event for _, event in plan.commits]
+                self._metrics.registry_commit(events, seconds=elapsed, batch=len(batch))
+                self._publish(events)
             for intent in batch:
                 intent.finish(None)
 
@@ -211,9 +221,14 @@ class Registry:
             lagged = [subscriber for subscriber in subscribers if not subscriber.push_many(typed)]
             for subscriber in lagged:
                 subscribers.discard(subscriber)
+                self._metrics.subscriber_dropped(ptype)
                 logger.warning(
                     "a subscriber to %r events lagged behind and was dropped at seq %d", ptype, subscriber.last_pushed
                 )
+
+    def subscriber_backlogs(self) -> dict[str, list[int]]:
+        """For each plugin type, how many events each live subscriber has buffered and not yet read (for metrics)."""
+        return {ptype: [s.backlog for s in subscribers] for ptype, subscribers in self._subscribers.items()}
 
     # --- queries --------------------------------------------------------------------------------------------------
 
