@@ -49,7 +49,10 @@ def _check_timeout(value: object, what: str, error: type[PluginHostError]) -> fl
 
 
 class CsiCalls:
-    """Owns the channel to one CSI plugin and makes checked, logged, error-translated calls on it."""
+    """Owns the channel to one CSI plugin and makes checked, logged, error-translated calls on it.
+
+    ``metrics`` (a :class:`~plugin_host.telemetry.Telemetry`'s sink) is told of every call's code and latency.
+    """
 
     def __init__(
         self, socket_path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT, metrics: Metrics = NO_METRICS

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 class CsiClients:
     """Open :class:`CsiClient` objects by socket path; ``async with CsiClients() as clients:``.
 
-    ``timeout`` is the default deadline of each call made through the clients (each call may pass its own).
+    ``timeout`` is the default deadline of each call made through the clients (each call may pass its own);
+    ``metrics`` is handed to each client.
     """
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, metrics: Metrics = NO_METRICS) -> None:

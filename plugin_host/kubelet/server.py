@@ -85,6 +85,7 @@ class DeviceTypeServer:
 
     ``hooks`` is the object the optional hooks (``allocate``, ``post_allocate``, ``get_preferred_allocation``,
     ``pre_start_container``) are looked up on: the scanner.
+    ``metrics`` (a :class:`~plugin_host.telemetry.Telemetry`'s sink) is told of every RPC kubelet makes.
     """
 
     def __init__(

@@ -46,7 +46,8 @@ class Registry:
 
     Use as ``async with Registry(state=store, dispensers={...}) as registry``. With ``state=None`` everything is
     kept in memory. Every mutating call returns once the change is committed to the state store; events are
-    published after the commit, in ``seq`` order, to per-subscriber buffers.
+    published after the commit, in ``seq`` order, to per-subscriber buffers. ``metrics`` (a
+    :class:`~plugin_host.telemetry.Telemetry`'s sink) is told of each group commit and each dropped subscriber.
     """
 
     def __init__(

@@ -64,7 +64,7 @@ class MetricsServer:
         await tg.__aenter__()
         self._tg = tg
         for listener in self._listeners:
-            tg.start_soon(self._accept, listener)
+            tg.start_soon(self._accept, listener, tg)
         logger.info("serving metrics on %s", ", ".join(f"http://{_url_host(h)}:{p}/metrics" for h, p in self.addresses))
         return self
 
@@ -82,8 +82,7 @@ class MetricsServer:
                     await listener.aclose()
             self._listeners = []
 
-    async def _accept(self, listener: SocketListener) -> None:
-        assert self._tg is not None
+    async def _accept(self, listener: SocketListener, tg: TaskGroup) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -98,7 +97,7 @@ class MetricsServer:
                 await stream.aclose()
                 continue
             self._active += 1
-            self._tg.start_soon(self._serve_one, stream)
+            tg.start_soon(self._serve_one, stream)
 
     async def _serve_one(self, stream: SocketStream) -> None:
         try:
