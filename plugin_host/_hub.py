@@ -110,6 +110,11 @@ class Subscriber(Generic[_T]):
         self._wake()
         return not (self._lagged and self._lag_error is not None)
 
+    @property
+    def backlog(self) -> int:
+        """Items queued for this subscriber and not yet read (replayed ones included)."""
+        return len(self._initial) + len(self._queue) + len(self._keyed)
+
     def close(self) -> None:
         """End the iteration once whatever is already queued has been read."""
         self._closed = True
@@ -156,6 +161,10 @@ class SubscriptionHub(Generic[_T]):
 
     def __len__(self) -> int:
         return len(self._subscribers)
+
+    def backlogs(self) -> list[int]:
+        """Each live subscriber's backlog (for metrics)."""
+        return [subscriber.backlog for subscriber in self._subscribers]
 
     def publish(self, item: _T) -> list[Subscriber[_T]]:
         """Hand ``item`` to every subscriber; never waits. Returns those dropped (see :meth:`publish_many`)."""

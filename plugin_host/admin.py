@@ -179,6 +179,8 @@ class HostStatus(BaseModel):
     """Each task driver and its health, in the order of ``drivers``."""
     kubelet_export: KubeletExportStatus | None = None
     """What ``kubelet {}`` serves to kubelet; None when it is not configured."""
+    metrics_urls: tuple[str, ...] = ()
+    """Where ``telemetry {}`` serves Prometheus metrics; empty when it is not configured."""
 
 
 # --- server -----------------------------------------------------------------------------------------------------

@@ -84,6 +84,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def render_status(status: HostStatus) -> str:
     """The readable form of a host's status: tables of plugins, devices, kubelet resources, drivers and tasks."""
     out = [f"plugin-host {status.version} (pid {status.pid}), state file {status.state_file}", ""]
+    if status.metrics_urls:
+        out[0] += f", metrics at {', '.join(status.metrics_urls)}"
     if status.plugins:
         rows = [[p.name, _plugin_type(p), p.state, p.version or "-", p.socket_path or "-"] for p in status.plugins]
         out.append(_table(["PLUGIN", "TYPE", "STATE", "VERSION", "SOCKET"], rows))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host._service import TaskGroupService
 from plugin_host._version import __version__
 from plugin_host.admin import (
@@ -66,6 +67,7 @@ from plugin_host.state import SqliteStateStore
 if TYPE_CHECKING:
     from plugin_host.device.api import DevicePlugin
     from plugin_host.driver.api import DriverFingerprint, DriverPlugin
+    from plugin_host.telemetry import Telemetry
 
 __all__ = ["PluginHost"]
 
@@ -104,6 +106,7 @@ class PluginHost(TaskGroupService):
         self._kubelet_server: KubeletRegistrationServer | None = None
         self._kubelet_export: KubeletManager | None = None
         self._kubelet_scanner: DeviceManagerScanner | None = None
+        self._telemetry: Telemetry | None = None
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
         super().__init__()
@@ -169,6 +172,13 @@ class PluginHost(TaskGroupService):
             raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
         return self._kubelet_export
 
+    @property
+    def telemetry(self) -> Telemetry | None:
+        """The metrics endpoint (``telemetry {}``), or None when not configured."""
+        if self._registry is None:
+            raise PluginHostError("the PluginHost is not running: use `async with PluginHost(config) as host`")
+        return self._telemetry
+
     def _exportable(self, name: str) -> bool:
         """Whether a managed device plugin is served to kubelet: all but those hosted for kubelet plugins."""
         server = self._kubelet_server
@@ -223,15 +233,18 @@ class PluginHost(TaskGroupService):
             # Before touching the state file, so a second host says plainly that one already runs.
             await check_not_running(config.admin_socket_path)
             async with AsyncExitStack() as stack:
+                metrics = await self._enter_telemetry(stack)
                 store = await stack.enter_async_context(SqliteStateStore(config.state_file))
                 # One shared, host-owned CSI channel per socket, for dispensed clients and the CsiManager alike.
-                csi_clients = await stack.enter_async_context(CsiClients())
+                csi_clients = await stack.enter_async_context(CsiClients(metrics=metrics))
                 dispensers = {
                     PLUGIN_TYPE_DEVICE: self._dispense_device,
                     PLUGIN_TYPE_CSI_CONTROLLER: csi_clients.dispense,
                     PLUGIN_TYPE_CSI_NODE: csi_clients.dispense,
                 }
-                registry = await stack.enter_async_context(Registry(state=store, dispensers=dispensers))
+                registry = await stack.enter_async_context(
+                    Registry(state=store, dispensers=dispensers, metrics=metrics)
+                )
                 devices = await stack.enter_async_context(DeviceManager(registry=registry))
                 self._registry, self._devices = registry, devices
                 specs = await anyio.to_thread.run_sync(lambda: plugin_specs_from_config(config))
@@ -247,6 +260,9 @@ class PluginHost(TaskGroupService):
                         PluginWatcher(config.plugins_registry.dir, registry)
                     )
                 self._csi = await stack.enter_async_context(CsiManager(registry, clients=csi_clients))
+                if self._telemetry is not None:
+                    self._telemetry.watch(registry=registry, devices=devices, csi=self._csi)
+                    stack.callback(self._telemetry.unwatch)  # scrapes stop reading the managers before they stop
                 await self._reconcile(registry, external={spec.name for spec in specs})
                 run_dir = config.run_path
                 await anyio.to_thread.run_sync(lambda: run_dir.mkdir(mode=0o700, parents=True, exist_ok=True))
@@ -279,7 +295,9 @@ class PluginHost(TaskGroupService):
                     # well, each device group as <namespace>/<vendor>-<type>-<name>; not the ones kubelet gave us.
                     scanner = self._kubelet_scanner = DeviceManagerScanner(devices, include=self._exportable)
                     self._kubelet_export = await stack.enter_async_context(
-                        KubeletManager(config.kubelet.namespace, scanner, plugin_dir=config.kubelet.plugin_dir)
+                        KubeletManager(
+                            config.kubelet.namespace, scanner, plugin_dir=config.kubelet.plugin_dir, metrics=metrics
+                        )
                     )
                 await stack.enter_async_context(AdminServer(config.admin_socket_path, {"status": self._status_json}))
                 logger.info(
@@ -295,7 +313,19 @@ class PluginHost(TaskGroupService):
             self._csi = self._plugin_watcher = None
             self._kubelet_server = None
             self._kubelet_export = self._kubelet_scanner = None
+            self._telemetry = None
             self._stopped.set()
+
+    async def _enter_telemetry(self, stack: AsyncExitStack) -> Metrics:
+        """Serve ``/metrics`` when ``telemetry {}`` is configured; the sink the components report to."""
+        if self._config.telemetry is None:
+            return NO_METRICS
+        # Imported only when configured: without the block, prometheus_client is never loaded.
+        from plugin_host.telemetry import Telemetry
+
+        telemetry = Telemetry(self._config.telemetry.prometheus_listen)
+        self._telemetry = await stack.enter_async_context(telemetry)
+        return telemetry.metrics
 
     async def _reconcile(self, registry: Registry, *, external: set[str]) -> None:
         """Deregister the host's device plugins of an earlier run that are no longer configured (nor launched)."""
@@ -346,6 +376,7 @@ class PluginHost(TaskGroupService):
             tasks=await _task_entries(drivers),
             driver_health=tuple(_driver_status(name, drivers.fingerprint(name)) for name in drivers.driver_names()),
             kubelet_export=self._kubelet_export_status(),
+            metrics_urls=self._telemetry.urls if self._telemetry is not None else (),
         )
 
     def _kubelet_export_status(self) -> KubeletExportStatus | None:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from plugin_host._text import truncated
 from plugin_host.config.hcl import labeled_blocks, load_hcl_file, single_block
+from plugin_host.config.listen import ListenAddress
 from plugin_host.config.validation import CommandArgument, ConfigModel, ConfigPath
 from plugin_host.errors import ConfigError
 from plugin_host.loader.catalog import BUILTIN_PLUGINS
@@ -34,6 +35,7 @@ __all__ = [
     "KubeletServerConfig",
     "PluginConfig",
     "PluginsRegistryConfig",
+    "TelemetryConfig",
 ]
 
 """Plugins that run inside the host, by name, with the model of their ``config {}`` block."""
@@ -41,9 +43,12 @@ __all__ = [
 STATE_FILE_NAME = "plugin-host.db"
 ADMIN_SOCKET_NAME = "plugin-host.sock"
 
-_TOP_LEVEL = ("admin_socket", "kubelet", "kubelet_server", "plugin", "plugin_dir", "plugins_registry", "run_dir")
+_TOP_LEVEL = (
+    *("admin_socket", "kubelet", "kubelet_server", "plugin", "plugin_dir", "plugins_registry", "run_dir"),
+    "telemetry",
+)
 _TOP_LEVEL_KEYS = tuple(sorted((*_TOP_LEVEL, "state_dir")))
-_BLOCKS = ("kubelet", "kubelet_server", "plugins_registry")
+_BLOCKS = ("kubelet", "kubelet_server", "plugins_registry", "telemetry")
 _PLUGIN_KEYS = ("args", "config")
 
 
@@ -101,6 +106,18 @@ class KubeletServerConfig(BaseModel):
     plugin_dir: ConfigPath
 
 
+class TelemetryConfig(BaseModel):
+    """``telemetry { prometheus_listen = "127.0.0.1:9464" }``: serve Prometheus metrics at ``/metrics`` there.
+
+    Named after Nomad's ``telemetry`` block. The endpoint has no authentication: it binds only the address given,
+    and an address other than loopback exposes plugin and device names to whoever can reach it.
+    """
+
+    model_config = _NESTED
+
+    prometheus_listen: ListenAddress
+
+
 class HostConfig(ConfigModel):
     """Everything ``PluginHost`` needs; load it with :meth:`from_hcl_file`, :meth:`from_mapping` or :meth:`default`."""
 
@@ -117,6 +134,7 @@ class HostConfig(ConfigModel):
     plugins_registry: PluginsRegistryConfig | None = None
     kubelet: KubeletConfig | None = None
     kubelet_server: KubeletServerConfig | None = None
+    telemetry: TelemetryConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -244,6 +262,7 @@ _NESTED_MODELS: Mapping[str, type[BaseModel]] = {
     "plugins_registry": PluginsRegistryConfig,
     "kubelet": KubeletConfig,
     "kubelet_server": KubeletServerConfig,
+    "telemetry": TelemetryConfig,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import grpc_errors, map_exceptions, unary_call
+from plugin_host._metrics import NO_METRICS, Metrics, error_code
 from plugin_host._text import truncated
 from plugin_host.csi._convert import describe_validation_error, from_wire, to_wire
 from plugin_host.csi._rpcs import RPCS, Rpc
@@ -47,9 +49,15 @@ def _check_timeout(value: object, what: str, error: type[PluginHostError]) -> fl
 
 
 class CsiCalls:
-    """Owns the channel to one CSI plugin and makes checked, logged, error-translated calls on it."""
+    """Owns the channel to one CSI plugin and makes checked, logged, error-translated calls on it.
 
-    def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    ``metrics`` (a :class:`~plugin_host.telemetry.Telemetry`'s sink) is told of every call's code and latency.
+    """
+
+    def __init__(
+        self, socket_path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT, metrics: Metrics = NO_METRICS
+    ) -> None:
+        self._metrics = metrics
         if not os.fspath(socket_path):
             raise ConfigError("CSI plugin socket path is empty, expected the path of a Unix socket")
         self._path = Path(socket_path)
@@ -136,6 +144,7 @@ class CsiCalls:
         deadline = self._deadline(rpc, requested_timeout)
         channel = self._require_channel()
         logger.debug("CSI %s to %s (deadline %ss): %r", rpc.name, self._path, deadline, request)
+        started = time.perf_counter()
         try:
             reply = await unary_call(
                 channel,
@@ -147,8 +156,10 @@ class CsiCalls:
                 timeout=deadline,
             )
         except PluginHostError as exc:
+            self._metrics.rpc("csi", rpc.name, error_code(exc), time.perf_counter() - started)
             scrub_exception(exc, secret_values(request))
             raise
+        self._metrics.rpc("csi", rpc.name, "OK", time.perf_counter() - started)
         return self._reply(rpc, reply)
 
     async def _stream(self, rpc_name: str, requested_timeout: float | None, /, **fields: Any) -> AsyncIterator[Any]:
@@ -167,5 +178,7 @@ class CsiCalls:
                     async for message in stream:
                         yield self._reply(rpc, message)
         except PluginHostError as exc:
+            self._metrics.rpc("csi", rpc.name, error_code(exc), None)
             scrub_exception(exc, secret_values(request))
             raise
+        self._metrics.rpc("csi", rpc.name, "OK", None)

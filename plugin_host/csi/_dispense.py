@@ -15,6 +15,7 @@ import os
 from types import TracebackType
 from typing import Self
 
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host._text import truncated
 from plugin_host.csi.client import DEFAULT_TIMEOUT, CsiClient
 from plugin_host.errors import ConfigError, PluginHostError, PluginNotFoundError
@@ -28,13 +29,15 @@ logger = logging.getLogger(__name__)
 class CsiClients:
     """Open :class:`CsiClient` objects by socket path; ``async with CsiClients() as clients:``.
 
-    ``timeout`` is the default deadline of each call made through the clients (each call may pass its own).
+    ``timeout`` is the default deadline of each call made through the clients (each call may pass its own);
+    ``metrics`` is handed to each client.
     """
 
-    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, metrics: Metrics = NO_METRICS) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ConfigError(f"CsiClients timeout must be a positive number of seconds, got {truncated(timeout)}")
         self._timeout = float(timeout)
+        self._metrics = metrics
         self._clients: dict[str, CsiClient] = {}
         self._status = "new"
 
@@ -63,7 +66,7 @@ class CsiClients:
         key = os.fspath(socket_path)
         client = self._clients.get(key)
         if client is None:
-            client = CsiClient(key, timeout=self._timeout)
+            client = CsiClient(key, timeout=self._timeout, metrics=self._metrics)
             # Entering only creates the channel (grpclib connects on the first call): nothing to wait for.
             await client.__aenter__()
             self._clients[key] = client

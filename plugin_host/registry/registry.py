@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -11,6 +12,7 @@ from typing import Any, Self
 import anyio
 
 from plugin_host._hub import Subscriber, SubscriptionHub
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host.errors import (
     DispenseError,
     EventsExpiredError,
@@ -44,15 +46,19 @@ class Registry:
 
     Use as ``async with Registry(state=store, dispensers={...}) as registry``. With ``state=None`` everything is
     kept in memory. Every mutating call returns once the change is committed to the state store; events are
-    published after the commit, in ``seq`` order, to per-subscriber buffers.
+    published after the commit, in ``seq`` order, to per-subscriber buffers. ``metrics`` (a
+    :class:`~plugin_host.telemetry.Telemetry`'s sink) is told of each group commit and each dropped subscriber.
     """
 
     def __init__(
         self,
         state: RegistryStore | None = None,
         dispensers: Mapping[str, Dispenser] | None = None,
+        *,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store: RegistryStore = state if state is not None else MemoryRegistryStore()
+        self._metrics = metrics
         self._dispensers: dict[str, Dispenser] = dict(dispensers or {})
         self._stubs: dict[str, Dispenser] = {}
         # type -> name -> registrations, newest (largest position) first
@@ -165,16 +171,21 @@ class Registry:
             for intent in batch:
                 plan.add(intent)
             if plan.commits:
+                started = time.perf_counter()
                 try:
                     await self._store.commit(plan.commits)
                 except BaseException as exc:
+                    self._metrics.registry_commit_failed(batch=len(batch))
                     for intent in batch:
                         intent.finish(exc)
                     raise
+                elapsed = time.perf_counter() - started
                 for change, _ in plan.commits:
                     self._apply(change)
                 self._seq = plan.seq
-                self._publish([event for _, event in plan.commits])
+                events = [event for _, event in plan.commits]
+                self._metrics.registry_commit(events, seconds=elapsed, batch=len(batch))
+                self._publish(events)
             for intent in batch:
                 intent.finish(None)
 
@@ -208,12 +219,17 @@ class Registry:
             if hub is None:
                 continue
             for subscriber in hub.publish_many(typed):
+                self._metrics.subscriber_dropped(ptype)
                 last = subscriber.last_taken
                 logger.warning(
                     "a subscriber to %r events lagged behind and was dropped at seq %d",
                     ptype,
                     last.seq if last is not None else self._seq,
                 )
+
+    def subscriber_backlogs(self) -> dict[str, list[int]]:
+        """For each plugin type, how many events each live subscriber has buffered and not yet read (for metrics)."""
+        return {ptype: hub.backlogs() for ptype, hub in self._hubs.items()}
 
     # --- queries --------------------------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from plugin_host._grpc_metrics import observed_handlers
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host._proto import v1beta1 as wire
 from plugin_host.errors import InvalidRequestError
 from plugin_host.kubelet import _convert as convert
@@ -161,7 +163,10 @@ def _unique(items: list[Any]) -> tuple[Any, ...]:
 class DeviceTypeService:
     """``v1beta1.DevicePlugin`` for one resource, backed by a :class:`DeviceState` and the scanner's hooks."""
 
-    def __init__(self, resource: str, state: DeviceState, hooks: Hooks, cdi_dir: Path) -> None:
+    def __init__(
+        self, resource: str, state: DeviceState, hooks: Hooks, cdi_dir: Path, *, metrics: Metrics = NO_METRICS
+    ) -> None:
+        self._metrics = metrics
         self._resource = resource
         self._state = state
         self._hooks = hooks
@@ -180,7 +185,7 @@ class DeviceTypeService:
     def __mapping__(self) -> dict[str, Handler]:
         service = convert.DEVICE_PLUGIN_SERVICE
         unary = Cardinality.UNARY_UNARY
-        return {
+        handlers = {
             f"{service}/GetDevicePluginOptions": Handler(
                 self._get_options, unary, wire.Empty, wire.DevicePluginOptions
             ),
@@ -199,6 +204,7 @@ class DeviceTypeService:
                 self._pre_start_container, unary, wire.PreStartContainerRequest, wire.PreStartContainerResponse
             ),
         }
+        return observed_handlers(handlers, "kubelet", self._metrics)
 
     async def wait_streams_done(self) -> None:
         """Return once no ListAndWatch stream is open."""

@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host._service import TaskGroupService
 from plugin_host.errors import ConfigError, InvalidPluginError, PluginNotFoundError
 from plugin_host.kubelet import _names
@@ -55,6 +56,7 @@ class Manager(TaskGroupService):
         register_backoff_initial: float = 0.1,
         register_backoff_max: float = 5.0,
         watch_interval: float = 0.1,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         problem = _names.namespace_problem(namespace)
         if problem is not None:
@@ -71,6 +73,7 @@ class Manager(TaskGroupService):
             "register_backoff_initial": register_backoff_initial,
             "register_backoff_max": register_backoff_max,
             "watch_interval": watch_interval,
+            "metrics": metrics,
         }
         self._servers: dict[str, DeviceTypeServer] = {}
         self._changed: anyio.Event | None = None

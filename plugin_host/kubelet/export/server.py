@@ -29,6 +29,7 @@ from plugin_host._backoff import Backoff, check_backoff
 from plugin_host._grpc_client import unary_call
 from plugin_host._grpc_cork import CorkedServer
 from plugin_host._grpc_server import ClosingServer
+from plugin_host._metrics import NO_METRICS, Metrics
 from plugin_host._proto import v1beta1 as wire
 from plugin_host._service import TaskGroupService
 from plugin_host._sockets import bind_unix_socket, claim_socket_path, remove_socket_if_ours
@@ -77,6 +78,7 @@ class DeviceTypeServer(TaskGroupService):
 
     ``hooks`` is the object the optional hooks (``allocate``, ``post_allocate``, ``get_preferred_allocation``,
     ``pre_start_container``) are looked up on: the scanner.
+    ``metrics`` (a :class:`~plugin_host.telemetry.Telemetry`'s sink) is told of every RPC kubelet makes.
     """
 
     def __init__(
@@ -91,7 +93,9 @@ class DeviceTypeServer(TaskGroupService):
         register_backoff_initial: float = 0.1,
         register_backoff_max: float = 5.0,
         watch_interval: float = 0.1,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         problem = _names.namespace_problem(namespace)
         if problem is not None:
             raise ConfigError(f"kubelet namespace {namespace!r} is invalid: {problem}")
@@ -170,7 +174,9 @@ class DeviceTypeServer(TaskGroupService):
         self._status = "running"
         self._state = DeviceState()
         self._state.update(self._pending)
-        self._service = DeviceTypeService(self._resource, self._state, self._hooks, self._cdi_dir)
+        self._service = DeviceTypeService(
+            self._resource, self._state, self._hooks, self._cdi_dir, metrics=self._metrics
+        )
         self._registered = anyio.Event()
         self._done = anyio.Event()
         try:
