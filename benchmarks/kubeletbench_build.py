@@ -1,7 +1,7 @@
 """Build ``kubeletbench`` (benchmarks/go/kubeletbench/main.go): kubelet's side of the device plugin API in Go (a
 client timing Allocate and ListAndWatch like kubelet's devicemanager) and a minimal Go device plugin as the peer.
 
-Built like tests/nomadloader.py: GOPATH mode against Debian's Go packages (no network, no Go modules), with the
+Built like tests/helpers/nomadloader.py: GOPATH mode against Debian's Go packages (no network, no Go modules), with the
 v1beta1 stubs generated at build time from this repository's ``proto/`` by protoc and Debian's protoc-gen-go 1.3
 (``plugins=grpc``, matching grpc-go 1.33) into a temporary GOPATH. Only the binary is kept, cached under
 ``~/.cache/plugin-host/kubeletbench/`` keyed by the source, the proto and the toolchain.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugin_host"
 
 # Bottom to top (shared/design.md §1): a module may import its own layer and the layers below it, never above.

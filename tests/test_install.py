@@ -10,7 +10,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tomllib
 from pathlib import Path
 
 import anyio
@@ -18,6 +17,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from conftest import ROOT, InstalledVenv
+from helpers.install import console_scripts
 
 from plugin_host import __version__
 from plugin_host.cli import READY_PREFIX
@@ -43,13 +43,6 @@ for info in pkgutil.walk_packages(plugin_host.__path__, "plugin_host."):
         failed[info.name] = exc.name
 print(json.dumps({"file": plugin_host.__file__, "failed": failed}))
 """
-
-
-def console_scripts() -> dict[str, str]:
-    """pyproject.toml's console scripts: name -> "module:function"."""
-    with (ROOT / "pyproject.toml").open("rb") as f:
-        scripts: dict[str, str] = tomllib.load(f)["project"]["scripts"]
-    return scripts
 
 
 def readme_commands() -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 LAZY_PACKAGES = sorted(
     path for path in (ROOT / "plugin_host").rglob("__init__.py") if "lazy_exports(" in path.read_text()
 )

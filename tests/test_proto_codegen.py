@@ -16,7 +16,7 @@ from plugin_host._proto.hashicorp.nomad.plugins.base import proto as wire_base
 from plugin_host.base import convert as base_convert
 from plugin_host.device import _convert as device_convert
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "plugin_host" / "_proto"
 
 

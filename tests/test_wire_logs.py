@@ -12,12 +12,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from csi_helpers import serve_echoing_foreign_plugin
+from helpers.csi import serve_echoing_foreign_plugin
 
 from plugin_host.csi import CsiClient
 from plugin_host.errors import PluginRPCError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 # A quote, a space and a non-ASCII letter: grpc-message carries it percent-encoded, a repr escapes the quote. Every
 # form it can take (raw, repr, JSON, percent-encoded, the repr of those bytes) still contains its ASCII start.
 SECRET = "hunter2-S\u00ebcret 'x'"
@@ -64,7 +64,7 @@ _CLI_SCRIPT = textwrap.dedent(
     sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
     from plugin_host.cli import _configure_logging
     from plugin_host.csi import CsiClient
-    from csi_helpers import serve_echoing_foreign_plugin
+    from helpers.csi import serve_echoing_foreign_plugin
 
     async def main() -> None:
         _configure_logging("debug", as_json=False)
