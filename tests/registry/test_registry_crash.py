@@ -22,30 +22,31 @@ TESTS = CHILD.parents[1]  # the child imports helpers.registry from here
 OPS = 5_000
 
 
-@pytest.mark.parametrize("seed", range(20))
-async def test_sigkill_at_a_random_moment_loses_no_acknowledged_change(tmp_path: Path, seed: int) -> None:
-    """SIGKILL the churning child after a random number of acks: the file is intact and holds every ack."""
-    path = tmp_path / "state.db"
-    rng = random.Random(seed)
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(path), str(seed), str(OPS)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=TESTS,
-    )
+def _churn_and_kill(args: list[str], acks_before_kill: int) -> list[str]:
+    """Run the churn child with ``args``, SIGKILL it after that many acknowledgement lines; every line it printed."""
+    proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE, text=True, cwd=TESTS)
     assert proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "ready"
-        seen = [proc.stdout.readline() for _ in range(rng.randrange(1, 80))]
+        seen = [proc.stdout.readline() for _ in range(acks_before_kill)]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    acked_lines = "".join(seen).split() + proc.stdout.read().split()
+    lines = "".join(seen).splitlines() + proc.stdout.read().splitlines()
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
+    return lines
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_sigkill_at_a_random_moment_loses_no_acknowledged_change(tmp_path: Path, seed: int) -> None:
+    """SIGKILL the churning child after a random number of acks: the file is intact and holds every ack."""
+    path = tmp_path / "state.db"
+    rng = random.Random(seed)
+    acked_lines = _churn_and_kill([str(path), str(seed), str(OPS)], rng.randrange(1, 80))
     # Every index printed (read before or after the kill) is acknowledged.
     acked = int(acked_lines[-1]) + 1
     assert [int(line) for line in acked_lines] == list(range(acked))
@@ -85,25 +86,7 @@ async def test_sigkill_during_group_commits_loses_no_acknowledged_change(tmp_pat
     """SIGKILL a child whose 8 tasks churn at once (batched commits): every task's acknowledged changes survive."""
     path = tmp_path / "state.db"
     rng = random.Random(seed)
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(path), str(seed), str(OPS), str(TASKS)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=TESTS,
-    )
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        seen = [proc.stdout.readline() for _ in range(rng.randrange(20, 400))]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines = "".join(seen).splitlines() + proc.stdout.read().splitlines()
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    lines = _churn_and_kill([str(path), str(seed), str(OPS), str(TASKS)], rng.randrange(20, 400))
     acked = dict.fromkeys(range(TASKS), 0)
     for line in lines:
         task, index = map(int, line.split())
