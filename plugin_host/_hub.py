@@ -111,6 +111,16 @@ class Subscriber(Generic[_T]):
         return not (self._lagged and self._lag_error is not None)
 
     @property
+    def buffer(self) -> int | None:
+        """How many pushed items may wait unread (None: coalesced by key, no bound)."""
+        return self._buffer or None
+
+    @property
+    def half_full(self) -> bool:
+        """At least half of the buffer is taken by unread items."""
+        return self._buffer > 0 and len(self._queue) * 2 >= self._buffer
+
+    @property
     def backlog(self) -> int:
         """Items queued for this subscriber and not yet read (replayed ones included)."""
         return len(self._initial) + len(self._queue) + len(self._keyed)
@@ -158,9 +168,15 @@ class SubscriptionHub(Generic[_T]):
     def __init__(self) -> None:
         self._subscribers: set[Subscriber[_T]] = set()
         self._closed = False
+        self.pressure = False
+        """Whether the last publish left a subscriber's buffer at least half full."""
 
     def __len__(self) -> int:
         return len(self._subscribers)
+
+    def smallest_buffer(self) -> int | None:
+        """The smallest bounded buffer among the live subscribers (None when none is bounded)."""
+        return min((s.buffer for s in self._subscribers if s.buffer is not None), default=None)
 
     def backlogs(self) -> list[int]:
         """Each live subscriber's backlog (for metrics)."""
@@ -178,6 +194,7 @@ class SubscriptionHub(Generic[_T]):
         dropped = [subscriber for subscriber in self._subscribers if not subscriber.push_many(items)]
         for subscriber in dropped:
             self._subscribers.discard(subscriber)
+        self.pressure = any(subscriber.half_full for subscriber in self._subscribers)
         return dropped
 
     def add(self, subscriber: Subscriber[_T]) -> Subscriber[_T]:

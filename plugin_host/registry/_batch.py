@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from plugin_host.errors import PluginHostError, RegistryClosedError, StateError
+from plugin_host.errors import RegistryClosedError, StateError
 from plugin_host.registry.models import EventType, PluginInfo, PluginUpdateEvent
 from plugin_host.registry.store import Change, Delete, StoredPlugin, Upsert
 
@@ -41,7 +41,7 @@ class Intent:
             raise RegistryClosedError(str(failure)) from None
         if isinstance(failure, StateError):
             raise StateError(str(failure)) from failure
-        if isinstance(failure, PluginHostError | Exception):
+        if isinstance(failure, Exception):
             raise StateError(f"committing the batch this change was in failed: {failure!r}") from failure
         raise failure
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from plugin_host._sockets import UNIX_SOCKET_PATH_MAX, socket_path_excess
+from plugin_host._text import truncated
 from plugin_host.errors import InvalidPluginError
 from plugin_host.registry.models import PluginInfo
 
@@ -47,4 +48,27 @@ def plugin_info(info: object) -> PluginInfo:
             f"connection_info of plugin {info.name!r} ({info.type}) is missing; expected a PluginConnectionInfo"
         )
     socket_path(info.connection_info.socket_path)
+    texts = {
+        "type": info.type,
+        "name": info.name,
+        "version": info.version,
+        "alloc_id": info.alloc_id,
+        "connection_info.socket_path": info.connection_info.socket_path,
+    }
+    for key, value in info.options.items():
+        texts[f"options key {truncated(key)}"] = key
+        texts[f"options[{truncated(key)}]"] = value
+    for field, value in texts.items():
+        _text(field, value)
     return info
+
+
+def _text(field: str, value: str) -> None:
+    """``value`` is text the state file can store: UTF-8 encodable (no lone surrogates, as os.fsdecode makes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPluginError(
+            f"{field} {truncated(value)} is not valid UTF-8 text (character {exc.start} is a lone surrogate);"
+            " expected text the state file can store"
+        ) from None

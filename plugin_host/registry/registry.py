@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 
 from plugin_host._hub import Subscriber, SubscriptionHub
 from plugin_host._metrics import NO_METRICS, Metrics
@@ -28,6 +29,10 @@ from plugin_host.registry.models import PluginInfo, PluginUpdateEvent
 from plugin_host.registry.store import Change, MemoryRegistryStore, RegistryStore, StoredPlugin, Upsert
 
 logger = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+"""The most mutations committed in one transaction: a batch is published at once, and must fit in the subscribers'
+buffers (1,024 events by default) with room to spare."""
 
 Dispenser = Callable[[PluginInfo], Any]
 """Builds a live client for a registration; may be a plain function or a coroutine function."""
@@ -70,6 +75,8 @@ class Registry:
         self._lock = anyio.Lock(fast_acquire=True)
         self._queue: list[Intent] = []
         self._leading = False
+        # Set when a publish left a subscriber's buffer half full (see _submit).
+        self._pressure = False
         self._seq = 0
         self._status = "new"
 
@@ -134,32 +141,57 @@ class Registry:
         await self._submit(Intent(key=(ptype, name, alloc_id)))
 
     async def _submit(self, intent: Intent) -> None:
-        """Group commit: queue ``intent``; the first caller of a round commits everything queued in one transaction.
+        """Group commit: queue ``intent``; the first caller of a round commits what is queued in one transaction.
 
-        The caller that finds no commit in flight leads: it takes every queued intent (its own first), turns them
-        into changes against the committed state, commits them as one batch (one fsync), applies and publishes them
-        in seq order, wakes their callers, and hands the lead to the oldest intent queued meanwhile. Callers wait
-        shielded: once queued, an intent is committed or failed, never abandoned halfway.
+        The caller that finds no commit in flight leads: it takes the queued intents (its own first, at most
+        :data:`MAX_BATCH`), turns them into changes against the committed state, commits them as one batch (one
+        fsync), applies and publishes them in seq order, wakes their callers, and hands the lead to the oldest intent
+        queued meanwhile. A follower cancelled while its intent is still queued withdraws it; once its batch is being
+        committed, the change lands and only the waiting stops. The lead itself is shielded (one commit).
         """
         self._queue.append(intent)
-        with anyio.CancelScope(shield=True):
-            if self._leading:
-                await intent.woken.wait()
-                if not intent.leads:
-                    intent.raise_failure()
-                    return
-            self._leading = True
+        if self._leading:
             try:
-                batch, self._queue = self._queue, []
-                await self._commit_batch(batch)
-            finally:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.leads = True
-                    successor.woken.set()
-                else:
-                    self._leading = False
+                await intent.woken.wait()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    if intent.leads:
+                        # The lead was handed over just as this caller was cancelled: it must still be taken.
+                        await self._lead()
+                    elif intent in self._queue:
+                        self._queue.remove(intent)
+                raise
+            if not intent.leads:
+                intent.raise_failure()
+                return
+        with anyio.CancelScope(shield=True):
+            await self._lead()
         intent.raise_failure()
+        if self._pressure:
+            # A subscriber's buffer is half full: let readers drain before this caller mutates again, so that a
+            # producer that never waits cannot overrun a reader that keeps up.
+            self._pressure = False
+            await anyio.lowlevel.checkpoint()
+
+    async def _lead(self) -> None:
+        self._leading = True
+        try:
+            cap = self._batch_cap()
+            batch, self._queue = self._queue[:cap], self._queue[cap:]
+            await self._commit_batch(batch)
+        finally:
+            if self._queue:
+                successor = self._queue[0]
+                successor.leads = True
+                successor.woken.set()
+            else:
+                self._leading = False
+
+    def _batch_cap(self) -> int:
+        # A batch is published at once: half the smallest subscriber buffer, so a reader that keeps up is never
+        # overrun by one batch (the pressure checkpoint in _submit lets it drain between batches).
+        buffers = [size for hub in self._hubs.values() if (size := hub.smallest_buffer()) is not None]
+        return max(1, min([MAX_BATCH, *(size // 2 for size in buffers)]))
 
     async def _commit_batch(self, batch: list[Intent]) -> None:
         async with self._lock:
@@ -170,24 +202,38 @@ class Registry:
             plan = Plan(self._plugins, self._seq)
             for intent in batch:
                 plan.add(intent)
-            if plan.commits:
-                started = time.perf_counter()
-                try:
-                    await self._store.commit(plan.commits)
-                except BaseException as exc:
-                    self._metrics.registry_commit_failed(batch=len(batch))
-                    for intent in batch:
-                        intent.finish(exc)
-                    raise
-                elapsed = time.perf_counter() - started
+            if not plan.commits:
+                for intent in batch:
+                    intent.finish(None)
+                return
+            started = time.perf_counter()
+            try:
+                await self._store.commit(plan.commits)
+            except BaseException as exc:
+                for intent in batch:
+                    intent.finish(exc)
+                self._observe(self._metrics.registry_commit_failed, batch=len(batch))
+                return
+            # Durable: from here on, memory, seq, subscribers and callers must all learn of it, whatever fails.
+            elapsed = time.perf_counter() - started
+            events = [event for _, event in plan.commits]
+            try:
                 for change, _ in plan.commits:
                     self._apply(change)
                 self._seq = plan.seq
-                events = [event for _, event in plan.commits]
-                self._metrics.registry_commit(events, seconds=elapsed, batch=len(batch))
                 self._publish(events)
-            for intent in batch:
-                intent.finish(None)
+            finally:
+                for intent in batch:
+                    intent.finish(None)
+            self._observe(self._metrics.registry_commit, events, seconds=elapsed, batch=len(batch))
+
+    @staticmethod
+    def _observe(record: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        # A metrics sink is an observer: its failure is logged, never a registry failure.
+        try:
+            record(*args, **kwargs)
+        except Exception:
+            logger.exception("the metrics sink failed")
 
     def _apply(self, change: Change) -> None:
         if isinstance(change, Upsert):
@@ -218,8 +264,11 @@ class Registry:
             hub = self._hubs.get(ptype)
             if hub is None:
                 continue
-            for subscriber in hub.publish_many(typed):
-                self._metrics.subscriber_dropped(ptype)
+            dropped = hub.publish_many(typed)
+            if hub.pressure:
+                self._pressure = True
+            for subscriber in dropped:
+                self._observe(self._metrics.subscriber_dropped, ptype)
                 last = subscriber.last_taken
                 logger.warning(
                     "a subscriber to %r events lagged behind and was dropped at seq %d",
