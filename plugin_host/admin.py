@@ -22,9 +22,10 @@ from anyio.abc import SocketListener, SocketStream, TaskGroup, UNIXSocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from plugin_host._json_limits import TooDeepError, clip, loads_bounded
+from plugin_host._json_limits import TooDeepError, loads_bounded
 from plugin_host._service import TaskGroupService
 from plugin_host._sockets import claim_socket_path, remove_socket_if_ours
+from plugin_host._text import clipped
 from plugin_host.errors import (
     PluginHostError,
     PluginProtocolError,
@@ -276,7 +277,7 @@ class AdminServer(TaskGroupService):
         method = self._methods.get(method_name) if isinstance(method_name, str) else None
         if method is None:
             known = ", ".join(sorted(self._methods))
-            return {"error": f"unknown method {clip(repr(method_name))}; known methods: {known}"}
+            return {"error": f"unknown method {clipped(repr(method_name))}; known methods: {known}"}
         try:
             return {"result": await method()}
         except Exception as exc:
@@ -326,10 +327,10 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any
         raise PluginProtocolError(f"admin socket {str(path)!r} answered with a line that is not JSON") from exc
     if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
         raise PluginProtocolError(
-            f"admin socket {str(path)!r} answered {clip(repr(answer))}; expected an object with result or error"
+            f"admin socket {str(path)!r} answered {clipped(repr(answer))}; expected an object with result or error"
         )
     if "error" in answer:
-        raise PluginHostError(f"plugin-host on {str(path)!r}: {clip(str(answer['error']), 500)}")
+        raise PluginHostError(f"plugin-host on {str(path)!r}: {clipped(str(answer['error']), 500)}")
     return answer["result"]
 
 
