@@ -53,4 +53,3 @@ def loads_bounded(data: bytes | str, *, max_depth: int) -> Any:
         return json.loads(raw)
     except RecursionError:  # not reachable below the limit, but a reader must never see it
         raise TooDeepError(f"nests deeper than {max_depth} levels") from None
-

@@ -88,6 +88,7 @@ class PluginProcess(TaskGroupService):
         # The directory the plugin was told to listen in, and the (device, inode) of the socket it made there.
         self._own_dir: SocketDir | None = None
         self._socket_id: tuple[int, int] | None = None
+        self._temp_dir = "/tmp"
         self.pid = 0
         self.start_time = 0
         self.socket_path = ""
@@ -177,6 +178,8 @@ class PluginProcess(TaskGroupService):
             ENV_MAX_PORT: str(_MAX_PORT),
             **handshake_env(unix_socket_dir=os.fspath(self._own_dir.path)),
         }
+        # Go's os.TempDir(): where go-plugin < 1.5 makes its socket (see _launch_socket).
+        self._temp_dir = env.get("TMPDIR") or "/tmp"
         spawned = spawn(os.fspath(self.spec.executable), self.spec.args, env)
         self.pid = spawned.pid
         # Our unreaped child cannot be gone yet: this pidfd surely names it.
@@ -219,7 +222,7 @@ class PluginProcess(TaskGroupService):
         if handshake.protocol != PROTOCOL_GRPC:
             raise self._error(f"speaks protocol {handshake.protocol!r}; expected {PROTOCOL_GRPC!r}")
         try:
-            self._socket_id = check_announced_socket(handshake.address, self._own_dir, self.pid)
+            self._socket_id = check_announced_socket(handshake.address, self._own_dir, self.pid, self._temp_dir)
         except NotItsSocket as exc:
             # Not dialled, not sent Shutdown, not removed: it may be the admin socket or another plugin's.
             raise self._error(f"announced socket {handshake.address!r}, {exc}; refused, left untouched") from None

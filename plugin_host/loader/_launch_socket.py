@@ -7,6 +7,11 @@ go-plugin's client creates a directory (``os.MkdirTemp(TempDir, "plugin-dir")``)
 socket, or another plugin's, would have the host dial it, send it Shutdown and unlink it. So the announced path is
 accepted only when it is a socket inside that directory, owned by the plugin's user and made after the directory
 was (so after the spawn); anything else is refused before it is dialled, and never removed.
+
+go-plugin before 1.5 ignores ``PLUGIN_UNIX_SOCKET_DIR`` (``ioutil.TempFile("", "plugin")`` in server.go's
+``serverListener_unix``: ``$TMPDIR/plugin<digits>``), and Nomad's external plugins still pin 1.4: a socket named
+``plugin*`` directly in the plugin's temporary directory passes the same owner and age checks. The host leaves such
+a socket to the plugin (its server removes it on exit).
 """
 
 from __future__ import annotations
@@ -73,16 +78,26 @@ class NotItsSocket(ValueError):
     """The announced path is not a socket the plugin made; the message is a phrase for an error ("which ...")."""
 
 
-def check_announced_socket(address: str, directory: SocketDir, pid: int) -> tuple[int, int]:
+def check_announced_socket(
+    address: str, directory: SocketDir, pid: int, temp_dir: str | None = None
+) -> tuple[int, int]:
     """The (device, inode) of the socket a plugin announced; :class:`NotItsSocket` when it is not its own.
 
-    Only ``lstat`` is used: a symbolic link is refused, never followed, and nothing is opened or dialled.
+    ``temp_dir`` is the plugin's temporary directory (its ``TMPDIR``, else ``/tmp``), where go-plugin before 1.5
+    makes its socket. Only ``lstat`` is used: a symbolic link is refused, never followed, and nothing is opened or
+    dialled.
     """
     if not os.path.isabs(address):
         raise NotItsSocket("which is not an absolute path")
     root = Path(os.path.realpath(directory.path))
     parent = Path(os.path.realpath(os.path.dirname(address)))
-    if parent != root and root not in parent.parents:
+    legacy = (
+        temp_dir is not None
+        and parent == Path(os.path.realpath(temp_dir))
+        and os.path.basename(address).startswith("plugin")
+        and not os.path.basename(address).startswith(_PREFIX)
+    )
+    if parent != root and root not in parent.parents and not legacy:
         raise NotItsSocket(f"which is outside the socket directory the host gave it ({str(directory.path)!r})")
     try:
         st = os.lstat(parent / os.path.basename(address))

@@ -226,6 +226,38 @@ def test_a_socket_made_in_the_directory_is_accepted_directly_or_nested(short_tmp
             assert check_announced_socket(os.fspath(where), directory, os.getpid()) == (st.st_dev, st.st_ino)
 
 
+def test_a_go_plugin_1_4_socket_in_the_plugins_temp_dir_is_accepted(short_tmp: Path) -> None:
+    """go-plugin < 1.5 ignores PLUGIN_UNIX_SOCKET_DIR and binds $TMPDIR/plugin<digits> (server.go, TempFile("",
+    "plugin")): such a socket, made after the launch, is the plugin's own."""
+    temp = short_tmp / "tmp"
+    temp.mkdir()
+    directory = SocketDir.make(os.fspath(short_tmp))
+    where = temp / "plugin4113862731"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(os.fspath(where))
+        st = where.stat()
+        assert check_announced_socket(os.fspath(where), directory, os.getpid(), os.fspath(temp)) == (
+            st.st_dev,
+            st.st_ino,
+        )
+
+
+def test_only_a_fresh_plugin_named_socket_of_the_temp_dir_is_accepted(short_tmp: Path) -> None:
+    """In the temporary directory, a socket not named plugin* or made before the launch is refused."""
+    temp = short_tmp / "tmp"
+    temp.mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as older:
+        older.bind(os.fspath(temp / "plugin-admin"))
+        os.utime(temp / "plugin-admin", ns=(0, 0))  # made long before the plugin was started
+        directory = SocketDir.make(os.fspath(short_tmp))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(os.fspath(temp / "agent.sock"))
+            with pytest.raises(NotItsSocket, match="outside the socket directory"):
+                check_announced_socket(os.fspath(temp / "agent.sock"), directory, os.getpid(), os.fspath(temp))
+        with pytest.raises(NotItsSocket, match="made before the plugin was started"):
+            check_announced_socket(os.fspath(temp / "plugin-admin"), directory, os.getpid(), os.fspath(temp))
+
+
 def test_a_socket_of_another_user_is_refused(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A socket not owned by the plugin's user is refused, naming both uids."""
     directory = SocketDir.make(os.fspath(short_tmp))
