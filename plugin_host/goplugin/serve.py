@@ -6,7 +6,7 @@ The caller gives the grpclib handlers of its plugin type (as go-plugin's ``GRPCP
 The process speaks go-plugin's serve side: it checks the magic cookie, listens on a fresh Unix socket in a private
 directory, prints the handshake line ``1|2|unix|<socket>|grpc`` on stdout (and nothing else, ever), serves the
 given handlers with ``grpc.health.v1.Health`` ("plugin" is SERVING) and go-plugin's GRPCController, GRPCStdio and
-GRPCBroker, then exits 0 on ``Shutdown``, SIGTERM or SIGINT, removing the socket.
+GRPCBroker, then exits 0 on ``Shutdown`` or SIGTERM, removing the socket; SIGINT is ignored, as go-plugin does.
 """
 
 from __future__ import annotations
@@ -244,6 +244,11 @@ async def _watch_signals(stop: anyio.Event, *, task_status: TaskStatus[None]) ->
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
         async for signum in signals:
+            if signum == signal.SIGINT:
+                # As go-plugin's server does (server.go): the plugin shares its client's process group, and a Ctrl-C
+                # on a foreground Nomad agent must not stop it before the agent's own graceful Kill.
+                logger.debug("plugin received interrupt signal, ignoring")
+                continue
             logger.info("received %s, stopping", signal.Signals(signum).name)
             stop.set()
 
@@ -261,7 +266,7 @@ def serve_plugin(handlers: Sequence[Servable], *, not_launched: str, log_level: 
     """Run a go-plugin plugin process serving ``handlers`` until told to stop; the process exit code.
 
     For a program's main: it takes over stdout (the handshake only), logs to stderr as hclog JSON at
-    ``log_level``, and handles SIGTERM and SIGINT. Started without the magic cookie it prints ``not_launched``
+    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin's server). Started without the magic cookie it prints ``not_launched``
     to stderr and returns 1.
     """
     return _serve_main(handlers, not_launched, log_level)

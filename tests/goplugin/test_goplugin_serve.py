@@ -206,17 +206,22 @@ async def test_nomad_session_then_shutdown_exits_zero_and_cleans_up(socket_dir: 
         assert any(json.loads(line)["@message"] == "shutdown requested by the plugin client" for line in lines)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_exits_zero_and_removes_socket(socket_dir: Path, signum: signal.Signals) -> None:
-    """SIGTERM or SIGINT stops the plugin cleanly: exit 0, socket and its directory gone, stdout only the handshake."""
+async def test_sigint_is_ignored_and_sigterm_exits_zero_and_removes_socket(socket_dir: Path) -> None:
+    """SIGINT is ignored (go-plugin's server.go: a Ctrl-C on the agent reaches the plugin too), SIGTERM stops it
+    cleanly: exit 0, socket and its directory gone, stdout only the handshake."""
     async with launched(socket_dir) as plugin:
         channel = Channel(path=str(plugin.socket_path))
         try:
             assert await _health(channel, "plugin") == HealthCheckResponse.SERVING
         finally:
             channel.close()
-        plugin.process.send_signal(signum)
+        # Delivered in order: the SIGINT is handled (ignored) before the SIGTERM stops the plugin.
+        plugin.process.send_signal(signal.SIGINT)
+        plugin.process.send_signal(signal.SIGTERM)
         assert await plugin.exit_code() == 0
+        messages = [json.loads(line)["@message"] for line in await plugin.stderr_lines()]
+        assert "received SIGTERM, stopping" in messages
+        assert "received SIGINT, stopping" not in messages
         assert not plugin.socket_path.exists()
         assert list(socket_dir.iterdir()) == []
         assert await plugin.rest_of_stdout() == b""
