@@ -18,7 +18,8 @@ _PEP440 = re.compile(
     (?:[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?
     (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
     """,
-    re.VERBOSE | re.IGNORECASE,
+    # ASCII: with IGNORECASE alone, [a-z] also matches U+017F and U+212A, which go-version refuses.
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
 )
 _PRE_LABELS = {"alpha": "a", "a": "a", "beta": "b", "b": "b", "c": "rc", "rc": "rc", "pre": "rc", "preview": "rc"}
 _INT64_MAX = (1 << 63) - 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from plugin_host._grpc_server import UnixSocketServer, recv_request
 from plugin_host.csi._convert import describe_validation_error, from_wire, to_wire
 from plugin_host.csi._rpcs import RPCS, Rpc
-from plugin_host.csi._secrets import scrub_exception, secret_values
+from plugin_host.csi._secrets import scrub, scrub_exception, secret_values
 from plugin_host.csi.api import CsiPlugin
 
 __all__ = ["CsiPluginServer", "csi_handlers", "rpc_method_name"]
@@ -73,10 +74,14 @@ def _handler(rpc: Rpc, impl: _Impl) -> Handler:
             scrub_exception(exc, secret_values(request))
             raise
         except Exception as exc:
-            # The exception may quote the request's credentials: hide them before it is logged or sent back.
-            scrub_exception(exc, secret_values(request))
-            logger.warning("CSI plugin raised during %s", rpc.name, exc_info=True)
-            raise GRPCError(Status.INTERNAL, f"{rpc.name}: {type(exc).__name__}: {exc}") from exc
+            # The exception may quote the request's credentials anywhere it renders them (a command line in a
+            # CalledProcessError, an exception group's members, notes, pydantic's error details): scrub the rendered
+            # text, not attributes, before it is logged or sent back, and keep the raw exception out of any chain.
+            values = secret_values(request)
+            scrub_exception(exc, values)
+            trace = scrub("".join(traceback.format_exception(exc)), values)
+            logger.warning("CSI plugin raised during %s:\n%s", rpc.name, trace.rstrip("\n"))
+            raise GRPCError(Status.INTERNAL, scrub(f"{rpc.name}: {type(exc).__name__}: {exc}", values)) from None
         if not isinstance(reply, rpc.reply):
             raise GRPCError(
                 Status.INTERNAL,

@@ -61,7 +61,8 @@ def serve_device_plugin(plugin: DevicePlugin, *, log_level: int | str = "INFO") 
     """Run ``plugin`` as a go-plugin device plugin process until told to stop; the process exit code.
 
     For a program's main: it takes over stdout (the handshake only), logs to stderr as hclog JSON at
-    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin does). Use ``raise SystemExit(serve_device_plugin(MyPlugin()))``.
+    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin does).
+    Use ``raise SystemExit(serve_device_plugin(MyPlugin()))``.
     """
     return serve_plugin(device_plugin_handlers(plugin), not_launched=NOT_LAUNCHED_MESSAGE, log_level=log_level)
 

@@ -57,7 +57,8 @@ def serve_driver_plugin(plugin: DriverPlugin, *, log_level: int | str = "INFO") 
     """Run ``plugin`` as a go-plugin task driver process until told to stop; the process exit code.
 
     For a program's main: it takes over stdout (the handshake only), logs to stderr as hclog JSON at
-    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin does). Use ``raise SystemExit(serve_driver_plugin(MyDriver()))``.
+    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin does).
+    Use ``raise SystemExit(serve_driver_plugin(MyDriver()))``.
     """
     return serve_plugin(driver_plugin_handlers(plugin), not_launched=NOT_LAUNCHED_MESSAGE, log_level=log_level)
 

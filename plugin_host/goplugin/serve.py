@@ -266,7 +266,8 @@ def serve_plugin(handlers: Sequence[Servable], *, not_launched: str, log_level: 
     """Run a go-plugin plugin process serving ``handlers`` until told to stop; the process exit code.
 
     For a program's main: it takes over stdout (the handshake only), logs to stderr as hclog JSON at
-    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin's server). Started without the magic cookie it prints ``not_launched``
+    ``log_level``, stops on SIGTERM and ignores SIGINT (as go-plugin's server). Started without the magic
+    cookie it prints ``not_launched``
     to stderr and returns 1.
     """
     return _serve_main(handlers, not_launched, log_level)

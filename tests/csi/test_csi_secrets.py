@@ -262,6 +262,12 @@ class IdentityOnly:
         return csi_api.ProbeResponse(ready=True)
 
 
+def _noted(token: str) -> Exception:
+    error = RuntimeError("mount failed")
+    error.add_note(f"while mounting with {token}")
+    return error
+
+
 class RaisingPlugin(IdentityOnly):
     """A plugin whose DeleteVolume fails with a plain exception quoting the credentials (a careless plugin bug)."""
 
@@ -278,8 +284,14 @@ class RaisingPlugin(IdentityOnly):
     [
         (lambda token: RuntimeError(f"vault refused the token {token}"), "RuntimeError: vault refused the token ***"),
         (lambda token: FileNotFoundError(2, "No such file", f"/keys/{token}"), "No such file: '/keys/***'"),
+        (
+            lambda token: subprocess.CalledProcessError(32, ["mount", "-o", f"password={token}", "/dev/x", "/mnt"]),
+            "returned non-zero exit status 32.",
+        ),
+        (lambda token: ExceptionGroup("mount failed", [ValueError(f"bad {token}")]), "(1 sub-exception)"),
+        (lambda token: _noted(token), "RuntimeError: mount failed"),
     ],
-    ids=["message", "oserror-filename"],
+    ids=["message", "oserror-filename", "command-line", "exception-group", "notes"],
 )
 async def test_plugin_exception_quoting_a_secret_is_scrubbed_by_the_server(
     short_tmp: Path, caplog: pytest.LogCaptureFixture, error: Callable[[str], Exception], sent: str
@@ -300,7 +312,7 @@ async def test_plugin_exception_quoting_a_secret_is_scrubbed_by_the_server(
     assert caught.value.message.startswith("DeleteVolume: ")
     assert caught.value.message.endswith(sent)
     [record] = [r for r in caplog.records if r.name == "plugin_host.csi.server" and r.levelno == logging.WARNING]
-    assert record.exc_info is not None
+    assert "Traceback (most recent call last)" in record.getMessage()
     assert sent in caplog.text
     assert SECRET not in caplog.text
 

@@ -72,6 +72,7 @@ def test_the_package_version_maps_to_an_accepted_one() -> None:
         ("1.0+", "not a PEP 440 version"),
         ("9" * 20, "release segments are int64"),
         ("1." + "x" * 500, "not a PEP 440 version"),
+        ("1.0+\u017f", "not a PEP 440 version"),  # U+017F matches [a-z] under IGNORECASE without ASCII
     ],
 )
 def test_unmappable_versions_are_refused_naming_the_field(bad: str, expected: str) -> None:
