@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup
+
+from plugin_host._service import TaskGroupService
 
 __all__ = ["MetricsServer", "Renderer"]
 
@@ -33,18 +33,18 @@ _MAX_CONNECTIONS = 32
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
-class MetricsServer:
+class MetricsServer(TaskGroupService):
     """Serves ``render``'s output on ``GET /metrics`` at ``host:port`` for the lifetime of an ``async with`` block.
 
     Port 0 binds a free port (see :attr:`addresses`). A host name binds every address it resolves to.
     """
 
     def __init__(self, host: str, port: int, render: Renderer) -> None:
+        super().__init__()
         self._host = host
         self._port = port
         self._render = render
         self._listeners: list[SocketListener] = []
-        self._tg: TaskGroup | None = None
         self._active = 0
 
     @property
@@ -57,30 +57,20 @@ class MetricsServer:
                 out.append((str(address[0]), int(address[1])))
         return tuple(out)
 
-    async def __aenter__(self) -> Self:
+    async def _service_prepare(self) -> None:
         multi = await anyio.create_tcp_listener(local_host=self._host, local_port=self._port)
         self._listeners = [listener for listener in multi.listeners if isinstance(listener, SocketListener)]
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+
+    async def _service_start(self, tg: TaskGroup) -> None:
         for listener in self._listeners:
             tg.start_soon(self._accept, listener, tg)
         logger.info("serving metrics on %s", ", ".join(f"http://{_url_host(h)}:{p}/metrics" for h, p in self.addresses))
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        tg, self._tg = self._tg, None
-        try:
-            if tg is not None:
-                tg.cancel_scope.cancel()
-                await tg.__aexit__(None, None, None)
-        finally:
-            with anyio.CancelScope(shield=True):
-                for listener in self._listeners:
-                    await listener.aclose()
-            self._listeners = []
+    async def _service_release(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for listener in self._listeners:
+                await listener.aclose()
+        self._listeners = []
 
     async def _accept(self, listener: SocketListener, tg: TaskGroup) -> None:
         while True:

@@ -34,8 +34,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -47,6 +46,7 @@ from grpclib.server import Server, Stream
 from plugin_host._grpc_cancel import native_cancels_undone
 from plugin_host._grpc_client import unary_call
 from plugin_host._proto import v1beta1 as wire
+from plugin_host._service import TaskGroupService
 from plugin_host._sockets import bind_unix_socket
 from plugin_host.errors import PluginHostError, PluginProtocolError
 from plugin_host.kubelet import _convert as convert
@@ -92,7 +92,7 @@ class _Endpoint:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
-class FakeKubelet:
+class FakeKubelet(TaskGroupService):
     """Serves ``<plugin_dir>/kubelet.sock`` while the ``async with`` block runs; see the module docstring."""
 
     def __init__(
@@ -103,6 +103,7 @@ class FakeKubelet:
         call_timeout: float = 10.0,
         clean_on_start: bool = True,
     ) -> None:
+        super().__init__()
         self.plugin_dir = Path(plugin_dir)
         self._clean_on_start = clean_on_start
         self.socket_path = self.plugin_dir / KUBELET_SOCKET_NAME
@@ -115,34 +116,19 @@ class FakeKubelet:
         self._call_timeout = call_timeout
         self._endpoints: dict[str, _Endpoint] = {}
         self._server: Server | None = None
-        self._tg: TaskGroup | None = None
         self._changed: anyio.Event | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def _service_start(self, tg: TaskGroup) -> None:
         self._changed = anyio.Event()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        try:
-            await self.start(clean=self._clean_on_start)
-        except BaseException:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-            raise
-        return self
+        await self.start(clean=self._clean_on_start)
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        assert self._tg is not None
-        try:
-            await self.stop()
-        finally:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(exc_type, exc, tb)
-        return None
+    def _service_stop_timeout(self) -> float:
+        return 10.0
+
+    async def _service_stop(self) -> None:
+        await self.stop()
 
     async def start(self, *, clean: bool = True) -> None:
         """Start as kubelet does: remove every socket in the plugin directory, then serve ``kubelet.sock``.
