@@ -46,4 +46,3 @@ async def test_a_program_without_a_handshake_is_a_launch_error() -> None:
     with anyio.fail_after(30), pytest.raises(PluginLaunchError, match="before a handshake line"):
         async with launch_plugin([sys.executable, "-c", "print('hello', end='')"]):
             pass
-
