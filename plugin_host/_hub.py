@@ -8,7 +8,9 @@ happens when a buffer is full is the owner's choice, given when the subscriber i
 - **resync** (the device manager): drop the backlog and owe the reader a fresh snapshot, built by ``resync`` when it
   is read (the first item of every subscription is such a snapshot too);
 - **coalesce by key** (the CSI manager): an unread item is replaced by a newer one with the same ``key`` (moved to the
-  back), so the buffer never holds more than one item per key and needs no bound.
+  back), so the buffer never holds more than one item per key and needs no bound;
+- **drop** (the drivers' task event streams, as Nomad's eventer): keep what fits and drop what does not, handing each
+  dropped item to ``drop``; the subscription stays live and gets what is pushed once it has read some of its backlog.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class Subscriber(Generic[_T]):
 
     ``buffer`` bounds the pushed items waiting to be read (``initial`` ones do not count). Exactly one overflow
     policy applies: ``lag_error`` (called with the last item read, or None), ``resync`` (called with whether items
-    were dropped since the last snapshot) or ``key`` (no ``buffer``).
+    were dropped since the last snapshot), ``drop`` (called with each item that did not fit and how many were dropped
+    in a row, 1 for the first of an overflow; it must not wait) or ``key`` (no ``buffer``).
     """
 
     def __init__(
@@ -40,15 +43,20 @@ class Subscriber(Generic[_T]):
         key: Callable[[_T], Hashable] | None = None,
         resync: Callable[[bool], _T] | None = None,
         lag_error: Callable[[_T | None], BaseException] | None = None,
+        drop: Callable[[_T, int], None] | None = None,
     ) -> None:
-        if (key is not None) + (resync is not None) + (lag_error is not None) != 1:
-            raise ValueError("a Subscriber needs exactly one overflow policy: key, resync or lag_error")
+        if (key is not None) + (resync is not None) + (lag_error is not None) + (drop is not None) != 1:
+            raise ValueError("a Subscriber needs exactly one overflow policy: key, resync, lag_error or drop")
         if (buffer is None) != (key is not None):
             raise ValueError("a Subscriber coalescing by key takes no buffer; the others need one")
         self._buffer = buffer if buffer is not None else 0
         self._key = key
         self._resync = resync
         self._lag_error = lag_error
+        self._drop = drop
+        self._dropping = 0  # items dropped since the last one taken (the drop policy)
+        self.dropped = 0
+        """How many items the drop policy dropped in all."""
         self._initial: deque[_T] = deque()
         self._queue: deque[_T] = deque()
         self._keyed: dict[Hashable, _T] = {}
@@ -98,6 +106,16 @@ class Subscriber(Generic[_T]):
                 else:
                     self._queue.append(item)
                     self.last_taken = item
+        elif self._drop is not None:
+            for item in items:
+                if len(self._queue) >= self._buffer:
+                    self._dropping += 1
+                    self.dropped += 1
+                    self._drop(item, self._dropping)
+                else:
+                    self._queue.append(item)
+                    self.last_taken = item
+                    self._dropping = 0
         else:
             batch = items if isinstance(items, list | tuple) else list(items)
             room = self._buffer - len(self._queue)

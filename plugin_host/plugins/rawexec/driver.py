@@ -18,14 +18,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
+from plugin_host._hub import SubscriptionHub
 from plugin_host._process import stat_fields, wait_exit
 from plugin_host._text import shape, truncated
 from plugin_host._version import __version__, go_version
@@ -53,6 +53,7 @@ from plugin_host.driver.api import (
     TaskStatus,
 )
 from plugin_host.errors import DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
+from plugin_host.plugins._task_events import task_event_subscriber
 from plugin_host.plugins.rawexec import _executor
 from plugin_host.plugins.rawexec._task import DRIVER_STATE_VERSION, ExecutorState, RawExecTask, attach
 from plugin_host.plugins.rawexec.config import CONFIG_SPEC, TASK_CONFIG_SPEC, RawExecConfig
@@ -74,7 +75,7 @@ class RawExecDriver:
     def __init__(self, config: RawExecConfig | Mapping[str, Any] | None = None) -> None:
         self._config = RawExecConfig() if config is None else RawExecConfig.coerce(config)
         self._tasks: dict[str, RawExecTask] = {}
-        self._subscribers: set[MemoryObjectSendStream[TaskEvent]] = set()
+        self._events = SubscriptionHub[TaskEvent]()
 
     # --- base plugin ----------------------------------------------------------------------------------------------
 
@@ -303,17 +304,19 @@ class RawExecDriver:
             yield TaskResourceUsage(resource_usage=usage, timestamp=_now_nanos(), pids={str(task.state.pid): usage})
             await anyio.sleep(interval)
 
-    async def task_events(self) -> AsyncIterator[TaskEvent]:
-        """Events of every task (started, exited, recovered), from now on."""
-        send, receive = anyio.create_memory_object_stream[TaskEvent](_EVENT_BUFFER)
-        self._subscribers.add(send)
+    async def task_events(self) -> AsyncGenerator[TaskEvent, None]:
+        """Events of every task (started, exited, recovered), from now on.
+
+        The driver never waits for the reader: one that falls 256 events behind loses the events
+        that do not fit, as with Nomad's eventer, and gets those emitted once it reads again (see
+        :mod:`plugin_host.plugins._task_events`).
+        """
+        events = self._events.add(task_event_subscriber(DRIVER_NAME, _EVENT_BUFFER))
         try:
-            async with receive:
-                async for event in receive:
-                    yield event
+            async for event in events:
+                yield event
         finally:
-            self._subscribers.discard(send)
-            send.close()
+            self._events.detach(events)
 
     async def signal_task(self, task_id: str, signal: str) -> None:
         """Send a named signal (``"SIGHUP"`` or ``"HUP"``) to the task."""
@@ -336,13 +339,7 @@ class RawExecDriver:
             timestamp=datetime.now(UTC),
             message=message,
         )
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except anyio.WouldBlock:
-                logger.warning("raw-exec: a task event subscriber is %d events behind; dropping", _EVENT_BUFFER)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(send)
+        self._events.publish(event)
 
 
 def _current_user() -> str:

@@ -19,8 +19,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import libvirt
-from anyio.streams.memory import MemoryObjectSendStream
 
+from plugin_host._hub import SubscriptionHub
 from plugin_host._text import truncated
 from plugin_host._version import __version__, go_version
 from plugin_host.base.api import PLUGIN_TYPE_DRIVER, PluginInfoResponse
@@ -45,6 +45,7 @@ from plugin_host.driver.api import (
     TaskStatus,
 )
 from plugin_host.errors import ConfigError, DriverError, TaskConfigError, TaskExistsError, TaskNotFoundError
+from plugin_host.plugins._task_events import task_event_subscriber
 from plugin_host.plugins.virt._assemble import domain_spec, seed_files, shares_for
 from plugin_host.plugins.virt._cloudinit import write_seed
 from plugin_host.plugins.virt._config import CONFIG_SPEC, TASK_CONFIG_SPEC, VirtConfig, VirtTaskConfig
@@ -110,7 +111,7 @@ class VirtDriver:
         self._tasks: dict[str, TaskRecord] = {}
         self._by_domain: dict[str, TaskRecord] = {}
         self._starting: set[str] = set()
-        self._subscribers: set[MemoryObjectSendStream[TaskEvent]] = set()
+        self._events = SubscriptionHub[TaskEvent]()
 
     def _new_connection(self) -> LibvirtConnection:
         return LibvirtConnection(self._config.emulator, on_lifecycle=self._lifecycle, on_reconnect=self._reconcile_all)
@@ -130,9 +131,8 @@ class VirtDriver:
 
     async def shutdown(self) -> None:
         """Close the libvirt connection and end the event streams; VMs keep running."""
-        for send in list(self._subscribers):
-            send.close()
-        self._subscribers.clear()
+        self._events.close()
+        self._events = SubscriptionHub[TaskEvent]()  # the driver stays usable: later streams subscribe afresh
         await self._conn.aclose()
 
     # --- base plugin --------------------------------------------------------------------------------------------
@@ -233,25 +233,22 @@ class VirtDriver:
             annotations={"domain": record.state.domain},
             err=err,
         )
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except anyio.WouldBlock:
-                logger.warning("virt: a task event subscriber is %d events behind; dropped: %s", _EVENT_BUFFER, message)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(send)
+        self._events.publish(event)
 
     async def task_events(self) -> AsyncGenerator[TaskEvent, None]:
-        """Stream events of every task: VM started, exited, stopped, destroyed."""
-        send, receive = anyio.create_memory_object_stream[TaskEvent](_EVENT_BUFFER)
-        self._subscribers.add(send)
+        """Stream events of every task: VM started, exited, stopped, destroyed.
+
+        The driver never waits for the reader: one that falls 256 events behind loses the events
+        that do not fit, as with Nomad's eventer, and gets those emitted once it reads again (see
+        :mod:`plugin_host.plugins._task_events`).
+        """
+        hub = self._events
+        events = hub.add(task_event_subscriber(PLUGIN_NAME, _EVENT_BUFFER))
         try:
-            async with receive:
-                async for event in receive:
-                    yield event
+            async for event in events:
+                yield event
         finally:
-            self._subscribers.discard(send)
-            send.close()
+            hub.detach(events)
 
     def _finish(self, record: TaskRecord, result: ExitResult) -> None:
         if record.finish(result):

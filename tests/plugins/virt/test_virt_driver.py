@@ -30,6 +30,7 @@ from plugin_host.driver.api import (
 )
 from plugin_host.errors import DriverError, TaskNotFoundError
 from plugin_host.plugins.virt import VirtDriver
+from plugin_host.plugins.virt import driver as virt_driver
 
 pytestmark = pytest.mark.anyio
 
@@ -337,3 +338,48 @@ async def test_password_never_reaches_logs_or_reprs(
         await d.destroy_task(task_id, force=True)
     assert secret not in caplog.text
     assert user_secret not in caplog.text
+
+
+async def test_a_task_event_consumer_that_stops_reading_loses_what_does_not_fit_and_holds_up_nothing(
+    driver: VirtDriver, layout: Layout, image: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a buffer of 2, a stalled consumer keeps the next two events and loses the rest (one warning, naming the
+    first lost); starts still return, another consumer gets every event, and the stalled one gets new events again
+    once it has read its backlog (Nomad's eventer drops events for a consumer that is not keeping up)."""
+    monkeypatch.setattr(virt_driver, "_EVENT_BUFFER", 2)
+    ids = [_task_id() for _ in range(6)]
+    stalled, reader = driver.task_events(), driver.task_events()
+    received: list[str] = []
+    received_by_stalled: list[str] = []
+
+    async def read_all() -> None:
+        async for event in reader:
+            received.append(event.task_id)
+            if len(received) == len(ids):
+                return
+
+    async def read_one() -> None:
+        received_by_stalled.append((await anext(stalled)).task_id)  # the generator subscribes on its first read
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_all)
+            tg.start_soon(read_one)
+            await anyio.wait_all_tasks_blocked()
+            for task_id in ids[:5]:
+                await driver.start_task(task_config(layout, task_id, image=str(image)))
+                await anyio.wait_all_tasks_blocked()  # after the first, the stalled consumer reads nothing
+            assert received == ids[:5]
+            assert received_by_stalled == ids[:1]
+            assert [(await anext(stalled)).task_id for _ in range(2)] == ids[1:3]
+            await driver.start_task(task_config(layout, ids[5], image=str(image)))
+            assert (await anext(stalled)).task_id == ids[5]
+        assert received == ids
+        await stalled.aclose()
+        await reader.aclose()
+        for task_id in ids:
+            await driver.destroy_task(task_id, force=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "virt: a task event subscriber is 2 events behind; dropping events for it until it reads" in warnings[0]
+    assert f"(first dropped: task '{ids[3]}': 'VM " in warnings[0]
