@@ -80,7 +80,8 @@ class RegistryClosedError(PluginHostError, RuntimeError):
 
 
 class SubscriberLaggedError(PluginHostError):
-    """A subscriber fell behind its buffer; resubscribe with ``since=last_seq``."""
+    """A subscriber fell behind its buffer; ``last_seq`` is the last it received (resubscribe with ``since=last_seq``
+    where the subscription takes one)."""
 
     def __init__(self, message: str, *, last_seq: int) -> None:
         super().__init__(message)

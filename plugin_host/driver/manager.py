@@ -23,7 +23,8 @@ tasks in :meth:`DriverManager.unrecovered` with the reason :data:`DRIVER_NOT_CON
 unrecovered tasks do. Calls for them raise :class:`~plugin_host.errors.DriverError`; ``destroy_task`` forgets the
 handle (there is no driver to ask). Adding a driver of that name later recovers its tasks as usual.
 
-Events of every driver are fanned out to subscribers (:meth:`DriverManager.subscribe_events`); stats are the
+Events of every driver are fanned out to subscribers (:meth:`DriverManager.subscribe_events`), numbered by the
+manager; a subscriber that falls behind gets :class:`~plugin_host.errors.SubscriberLaggedError`. Stats are the
 driver's own stream (:meth:`DriverManager.task_stats`). The manager follows each driver's fingerprint stream and keeps
 the latest message (:meth:`DriverManager.fingerprint`), so the driver's health can be shown at any time.
 """
@@ -31,15 +32,15 @@ the latest message (:meth:`DriverManager.fingerprint`), so the driver's health c
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
+from plugin_host._hub import Subscriber, SubscriptionHub
 from plugin_host._service import TaskGroupService
 from plugin_host._text import truncated
 from plugin_host.driver import _convert as convert
@@ -76,10 +77,12 @@ DRIVER_NOT_CONFIGURED = "driver not configured"
 
 
 class ManagedTaskEvent(BaseModel):
-    """A task event and the driver that reported it."""
+    """A task event, the driver that reported it and the manager's number for it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    seq: int
+    """1 for the first event the manager passed on, one more for each after (across all drivers)."""
     driver: str
     event: TaskEvent
 
@@ -123,8 +126,8 @@ class DriverManager(TaskGroupService):
         self._drivers: dict[str, _Driver] = {}
         self._tasks: dict[str, str] = {}  # task id → driver name, for tasks the driver tracks
         self._unrecovered: dict[str, tuple[str, str]] = {}  # task id → (driver name, why)
-        self._subscribers: set[MemoryObjectSendStream[ManagedTaskEvent]] = set()
-        self._lagged: set[MemoryObjectSendStream[ManagedTaskEvent]] = set()
+        self._events = SubscriptionHub[ManagedTaskEvent]()
+        self._seq = 0  # the seq of the last event passed on
         super().__init__()
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
@@ -155,8 +158,7 @@ class DriverManager(TaskGroupService):
 
     async def _service_stop(self) -> None:
         self._drivers.clear()
-        for send in list(self._subscribers):
-            send.close()
+        self._events.close()
 
     def _require_running(self) -> TaskGroup:
         if self._tg is None or self._lifecycle != "running":
@@ -350,27 +352,33 @@ class DriverManager(TaskGroupService):
     @asynccontextmanager
     async def subscribe_events(self, buffer: int | None = None) -> AsyncIterator[AsyncIterator[ManagedTaskEvent]]:
         """``async with drivers.subscribe_events() as events: async for e in events:`` — events of every driver
-        from now on. A subscriber that falls ``buffer`` events behind gets :class:`SubscriberLaggedError`."""
+        from now on (``buffer``: ``event_buffer`` when None).
+
+        The manager never waits for a subscriber (the "lag" policy of :mod:`plugin_host._hub`): one that falls more
+        than ``buffer`` events behind takes no more. It reads the events it had buffered, then gets
+        :class:`SubscriberLaggedError` whose ``last_seq`` is the seq of the last event it received (the manager's
+        seq at subscribing if none); every event after that one was lost to it. Subscribe again and catch up with
+        ``inspect_task``: the new subscription's first event's seq tells how many were missed.
+        """
         self._require_running()
         size = self._event_buffer if buffer is None else buffer
-        send, receive = anyio.create_memory_object_stream[ManagedTaskEvent](size)
-        self._subscribers.add(send)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"subscribe_events buffer must be a positive integer, got {truncated(size)}")
+        subscribed_at = self._seq
 
-        async def events() -> AsyncGenerator[ManagedTaskEvent, None]:
-            async for event in receive:
-                yield event
-            if send in self._lagged:
-                raise SubscriberLaggedError(f"task event subscriber fell {size} events behind", last_seq=0)
+        def lagged(last: ManagedTaskEvent | None) -> SubscriberLaggedError:
+            seq = last.seq if last is not None else subscribed_at
+            return SubscriberLaggedError(
+                f"task event subscriber fell more than {size} events behind; the last event it received had seq"
+                f" {seq} and the events after it were lost: subscribe again",
+                last_seq=seq,
+            )
 
-        iterator = events()
+        events = self._events.add(Subscriber(buffer=size, lag_error=lagged))
         try:
-            yield iterator
+            yield events
         finally:
-            self._subscribers.discard(send)
-            self._lagged.discard(send)
-            send.close()
-            receive.close()
-            await iterator.aclose()
+            self._events.detach(events)
 
     async def _pump_events(self, name: str, driver: DriverPlugin, scope: anyio.CancelScope) -> None:
         with scope:
@@ -380,7 +388,7 @@ class DriverManager(TaskGroupService):
                     if event.err is not None:
                         logger.warning("task event stream of driver %r ended: %s", name, event.err)
                         return
-                    self._publish(ManagedTaskEvent(driver=name, event=event))
+                    self._publish(name, event)
             except PluginHostError as exc:
                 logger.warning("task event stream of driver %r failed: %s", name, exc)
             finally:
@@ -408,16 +416,16 @@ class DriverManager(TaskGroupService):
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await aclose()
 
-    def _publish(self, event: ManagedTaskEvent) -> None:
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except anyio.WouldBlock:
-                self._lagged.add(send)
-                self._subscribers.discard(send)
-                send.close()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.discard(send)
+    def _publish(self, driver: str, event: TaskEvent) -> None:
+        """Number ``event`` and hand it to every subscriber; never waits."""
+        self._seq += 1
+        for subscriber in self._events.publish(ManagedTaskEvent(seq=self._seq, driver=driver, event=event)):
+            last = subscriber.last_taken
+            logger.warning(
+                "a task event subscriber fell more than %d events behind and was dropped at seq %d",
+                subscriber.buffer,
+                last.seq if last is not None else self._seq - 1,
+            )
 
 
 def _driver_names(names: Iterable[str] | None) -> frozenset[str] | None:

@@ -21,6 +21,7 @@ from plugin_host.errors import (
     ConfigError,
     DriverError,
     PluginNotFoundError,
+    SubscriberLaggedError,
     TaskConfigError,
     TaskExistsError,
     TaskNotFoundError,
@@ -164,6 +165,33 @@ async def test_events_of_every_driver_reach_subscribers(short_tmp: Path) -> None
                 event = await anext(events)
         assert (event.driver, event.event.task_id) == ("second", "t1")
         assert event.event.message.startswith("task started")
+
+
+async def test_a_subscriber_that_stops_reading_gets_its_backlog_then_lagged_with_the_last_seq_it_got(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events are numbered from 1. A subscriber with a buffer of 2 that never reads holds up neither the driver nor
+    another subscriber; it then reads the two events it kept and SubscriberLaggedError with the last one's seq."""
+    async with manager(short_tmp) as (drivers, _):
+        await drivers.add_driver("raw-exec", raw_exec(short_tmp))
+        with pytest.raises(ConfigError, match=r"subscribe_events buffer must be a positive integer, got 0"):
+            async with drivers.subscribe_events(buffer=0):
+                pass
+        with anyio.fail_after(20):
+            async with drivers.subscribe_events(buffer=2) as stalled, drivers.subscribe_events() as reader:
+                await anyio.wait_all_tasks_blocked()  # the driver's event stream is open
+                for n in range(1, 5):
+                    await drivers.start_task("raw-exec", task(f"t{n}", "exit 0"))
+                got = [await anext(reader) for _ in range(4)]
+                assert [(e.seq, e.event.task_id) for e in got] == [(1, "t1"), (2, "t2"), (3, "t3"), (4, "t4")]
+                assert [await anext(stalled) for _ in range(2)] == got[:2]
+                with pytest.raises(SubscriberLaggedError, match=r"the last event it received had seq 2") as caught:
+                    await anext(stalled)
+                assert caught.value.last_seq == 2
+                await drivers.start_task("raw-exec", task("t5", "exit 0"))
+                assert (await anext(reader)).seq == 5
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["a task event subscriber fell more than 2 events behind and was dropped at seq 2"]
 
 
 async def test_bad_input_is_refused_with_the_names_involved(short_tmp: Path) -> None:
