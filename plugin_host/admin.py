@@ -188,6 +188,14 @@ class HostStatus(BaseModel):
     """Where ``telemetry {}`` serves Prometheus metrics; empty when it is not configured."""
 
 
+class _StatusAnswer(BaseModel):
+    """A successful answer to ``status``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    result: HostStatus
+
+
 # --- server -----------------------------------------------------------------------------------------------------
 
 
@@ -318,6 +326,11 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str, *, max
     the protocol, and :class:`PluginHostError` carrying the host's error message.
     """
     path = Path(socket_path)
+    return _decode_answer(path, await _request_line(path, method, max_answer))
+
+
+async def _request_line(path: Path, method: str, max_answer: int) -> bytes:
+    """The answer line to one request (errors as :func:`admin_request`)."""
     try:
         with anyio.fail_after(_REQUEST_TIMEOUT):
             stream: UNIXSocketStream = await anyio.connect_unix(path)
@@ -339,6 +352,11 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str, *, max
         ) from exc
     except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
         raise PluginProtocolError(f"admin socket {str(path)!r} closed without a complete answer line") from exc
+    return line
+
+
+def _decode_answer(path: Path, line: bytes) -> Any:
+    """The ``result`` of an answer line (errors as :func:`admin_request`)."""
     try:
         answer = loads_bounded(line, max_depth=MAX_DEPTH)
     except TooDeepError as exc:
@@ -359,7 +377,14 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str, *, max
 async def query_status(socket_path: str | os.PathLike[str], *, max_answer: int = MAX_ANSWER_LINE) -> HostStatus:
     """Ask the host serving ``socket_path`` for its :class:`HostStatus` (errors and ``max_answer`` as
     :func:`admin_request`)."""
-    result = await admin_request(socket_path, "status", max_answer=max_answer)
+    path = Path(socket_path)
+    line = await _request_line(path, "status", max_answer)
+    try:
+        # A well-formed answer is parsed and validated in one pass of pydantic's JSON parser (itself bounded in depth).
+        return _StatusAnswer.model_validate_json(line).result
+    except ValidationError:
+        pass  # an error, or outside the protocol: the careful path below says which
+    result = _decode_answer(path, line)
     try:
         return HostStatus.model_validate(result)
     except ValidationError as exc:
