@@ -10,9 +10,12 @@ running here with a :class:`~plugin_host.device.DeviceManager`, as ``kubelet_ser
   that happened: how long the event loop was blocked at most;
 - ``max_gc_pause_seconds`` and ``gc_pauses``: CPython's cyclic garbage collector, timed through ``gc.callbacks``.
   Creating 100,000 devices (a few tracked objects each) triggers several full collections, each walking the whole
-  heap with the GIL held, in whichever thread allocates: they are most of what remains of the loop gap.
+  heap with the GIL held, in whichever thread allocates: they are most of what remains of the loop gap with
+  CPython's defaults (``--gc library``, an application embedding the library). ``--gc cli`` sets the collector as
+  ``plugin-host run`` does once the host runs (:func:`plugin_host.cli.settle_gc`: start-up objects frozen, full
+  collections ten times rarer).
 
-    python benchmarks/kubelet_hosted_scale.py [--devices 100000] [--json]
+    python benchmarks/kubelet_hosted_scale.py [--devices 100000] [--gc library|cli] [--json]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import anyio
 
+from plugin_host.cli import settle_gc
 from plugin_host.device import DeviceManager
 from plugin_host.kubelet.host.registration_server import KubeletRegistrationServer
 from plugin_host.registry import Registry
@@ -93,12 +97,17 @@ anyio.run(main)
 """
 
 
-async def measure(devices: int) -> dict[str, Any]:
-    """Run the plugin and the server; the figures of one registration with ``devices`` devices."""
+async def measure(devices: int, gc_policy: str = "library") -> dict[str, Any]:
+    """Run the plugin and the server; the figures of one registration with ``devices`` devices.
+
+    ``gc_policy`` ``cli``: the collector is set as ``plugin-host run`` sets it once the host runs
+    (:func:`plugin_host.cli.settle_gc`); ``library``: CPython's defaults, as in an application embedding the library.
+    """
     directory = Path(tempfile.mkdtemp(prefix="khs"))
     gaps: list[float] = [0.0]
     pauses: list[float] = []
     started = [0.0]
+    thresholds = gc.get_threshold()
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -132,6 +141,8 @@ async def measure(devices: int) -> dict[str, Any]:
                 raise RuntimeError(f"the plugin said {line!r}")
             gaps[0] = 0.0
             pauses.clear()
+            if gc_policy == "cli":
+                settle_gc()
             gc.callbacks.append(on_gc)
             tg.start_soon(ticker)
             start = time.perf_counter()
@@ -146,8 +157,12 @@ async def measure(devices: int) -> dict[str, Any]:
         finally:
             process.terminate()
             await process.wait()
+    if gc_policy == "cli":
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     return {
         "devices": devices,
+        "gc": gc_policy,
         "handle_seconds": round(handled, 4),
         "max_loop_gap_seconds": round(gaps[0], 4),
         "max_gc_pause_seconds": round(max(pauses, default=0.0), 4),
@@ -159,8 +174,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--gc",
+        choices=("library", "cli"),
+        default="library",
+        help="library: CPython's collector defaults; cli: as `plugin-host run` sets it (default library)",
+    )
     args = parser.parse_args()
-    result = anyio.run(measure, args.devices)
+    result = anyio.run(measure, args.devices, args.gc)
     if args.json:
         print(json.dumps(result))
     else:

@@ -34,10 +34,12 @@ from plugin_host.errors import (
 )
 
 __all__ = [
+    "MAX_ANSWER_LINE",
     "AdminServer",
     "DeviceGroupStatus",
     "DeviceStatus",
     "DriverStatus",
+    "EncodedJSON",
     "HostStatus",
     "KubeletExportStatus",
     "KubeletResourceStatus",
@@ -52,7 +54,10 @@ logger = logging.getLogger(__name__)
 # A request is one small object; an answer (a whole host's status) may be large. Both nest a few levels only: the
 # depth bound keeps json.loads from recursing into a RecursionError on a line of "[[[[...".
 MAX_REQUEST_LINE = 64 * 1024
-MAX_ANSWER_LINE = 1 << 20
+MAX_ANSWER_LINE = 64 << 20
+"""The longest answer line a client reads by default (64 MiB): a ``status`` costs about 60 bytes a device, so this
+holds a host with 100,000 devices whose descriptions are several hundred characters long, and still bounds what a
+hostile process on the socket can make a client buffer. ``admin_request(..., max_answer=)`` sets another bound."""
 MAX_DEPTH = 64
 _EXAMPLE = '{"method": "status"}'
 # A client that connects and never finishes a request must not hold a task forever.
@@ -184,7 +189,24 @@ class HostStatus(BaseModel):
     """Where ``telemetry {}`` serves Prometheus metrics; empty when it is not configured."""
 
 
+class _StatusAnswer(BaseModel):
+    """A successful answer to ``status``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    result: HostStatus
+
+
 # --- server -----------------------------------------------------------------------------------------------------
+
+
+class EncodedJSON(bytes):
+    """A method's result already encoded as one JSON value (UTF-8, no newline): the server sends it as it is.
+
+    A large answer (``status`` of 10,000 devices) is encoded in one call of pydantic's serializer instead of being
+    dumped to Python objects and encoded again by ``json``.
+    """
+
 
 Method = Callable[[], Awaitable[Any]]
 
@@ -254,8 +276,7 @@ class AdminServer(TaskGroupService):
                 while True:
                     with anyio.fail_after(_IDLE_TIMEOUT):
                         line = await reader.receive_until(b"\n", MAX_REQUEST_LINE)
-                    answer = await self._answer(line)
-                    await stream.send(json.dumps(answer).encode() + b"\n")
+                    await stream.send(await self._answer(line))
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, TimeoutError):
                 pass
             except anyio.DelimiterNotFound:
@@ -266,42 +287,57 @@ class AdminServer(TaskGroupService):
             except OSError as exc:
                 logger.debug("admin connection failed: %s", exc)
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes) -> bytes:
+        """The answer line (newline included) to one request line."""
         try:
             request = loads_bounded(line, max_depth=MAX_DEPTH)
         except TooDeepError:
-            return {"error": f"request nests deeper than {MAX_DEPTH} levels; expected one line such as {_EXAMPLE}"}
+            deep = f"request nests deeper than {MAX_DEPTH} levels; expected one line such as {_EXAMPLE}"
+            return _line({"error": deep})
         except ValueError:
-            return {"error": f"request is not JSON; expected one line such as {_EXAMPLE}"}
+            return _line({"error": f"request is not JSON; expected one line such as {_EXAMPLE}"})
         method_name = request.get("method") if isinstance(request, dict) else None
         method = self._methods.get(method_name) if isinstance(method_name, str) else None
         if method is None:
             known = ", ".join(sorted(self._methods))
-            return {"error": f"unknown method {clipped(repr(method_name))}; known methods: {known}"}
+            return _line({"error": f"unknown method {clipped(repr(method_name))}; known methods: {known}"})
         try:
-            return {"result": await method()}
+            result = await method()
+            if isinstance(result, EncodedJSON):
+                return b'{"result":' + result + b"}\n"
+            return _line({"result": result})
         except Exception as exc:
             logger.warning("admin method %r failed", method_name, exc_info=True)
-            return {"error": f"{method_name} failed: {exc}"}
+            return _line({"error": f"{method_name} failed: {exc}"})
+
+
+def _line(answer: dict[str, Any]) -> bytes:
+    return json.dumps(answer).encode() + b"\n"
 
 
 # --- client -----------------------------------------------------------------------------------------------------
 
 
-async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any:
+async def admin_request(socket_path: str | os.PathLike[str], method: str, *, max_answer: int = MAX_ANSWER_LINE) -> Any:
     """Send one request to a host's admin socket and return its ``result``.
 
-    Raises :class:`PluginUnavailableError` when no host answers there, :class:`PluginTimeoutError` after 10 seconds
+    An answer line longer than ``max_answer`` bytes is refused (it is read no further). Raises
+    :class:`PluginUnavailableError` when no host answers there, :class:`PluginTimeoutError` after 10 seconds
     (wrap the call in ``anyio.fail_after`` for a shorter bound), :class:`PluginProtocolError` for an answer outside
     the protocol, and :class:`PluginHostError` carrying the host's error message.
     """
     path = Path(socket_path)
+    return _decode_answer(path, await _request_line(path, method, max_answer))
+
+
+async def _request_line(path: Path, method: str, max_answer: int) -> bytes:
+    """The answer line to one request (errors as :func:`admin_request`)."""
     try:
         with anyio.fail_after(_REQUEST_TIMEOUT):
             stream: UNIXSocketStream = await anyio.connect_unix(path)
             async with stream:
                 await stream.send(json.dumps({"method": method}).encode() + b"\n")
-                line = await BufferedByteReceiveStream(stream).receive_until(b"\n", MAX_ANSWER_LINE)
+                line = await BufferedByteReceiveStream(stream).receive_until(b"\n", max_answer)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise PluginUnavailableError(
             f"no plugin-host is running: nothing answers on admin socket {str(path)!r}"
@@ -313,10 +349,15 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any
         ) from exc
     except anyio.DelimiterNotFound as exc:
         raise PluginProtocolError(
-            f"admin socket {str(path)!r} answered a line longer than {MAX_ANSWER_LINE} bytes; expected one JSON line"
+            f"admin socket {str(path)!r} answered a line longer than {max_answer} bytes; expected one JSON line"
         ) from exc
     except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
         raise PluginProtocolError(f"admin socket {str(path)!r} closed without a complete answer line") from exc
+    return line
+
+
+def _decode_answer(path: Path, line: bytes) -> Any:
+    """The ``result`` of an answer line (errors as :func:`admin_request`)."""
     try:
         answer = loads_bounded(line, max_depth=MAX_DEPTH)
     except TooDeepError as exc:
@@ -334,9 +375,17 @@ async def admin_request(socket_path: str | os.PathLike[str], method: str) -> Any
     return answer["result"]
 
 
-async def query_status(socket_path: str | os.PathLike[str]) -> HostStatus:
-    """Ask the host serving ``socket_path`` for its :class:`HostStatus` (errors as :func:`admin_request`)."""
-    result = await admin_request(socket_path, "status")
+async def query_status(socket_path: str | os.PathLike[str], *, max_answer: int = MAX_ANSWER_LINE) -> HostStatus:
+    """Ask the host serving ``socket_path`` for its :class:`HostStatus` (errors and ``max_answer`` as
+    :func:`admin_request`)."""
+    path = Path(socket_path)
+    line = await _request_line(path, "status", max_answer)
+    try:
+        # A well-formed answer is parsed and validated in one pass of pydantic's JSON parser (itself bounded in depth).
+        return _StatusAnswer.model_validate_json(line).result
+    except ValidationError:
+        pass  # an error, or outside the protocol: the careful path below says which
+    result = _decode_answer(path, line)
     try:
         return HostStatus.model_validate(result)
     except ValidationError as exc:

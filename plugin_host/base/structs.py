@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Attribute(BaseModel):
@@ -37,5 +37,6 @@ class StatObject(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    nested: dict[str, StatObject] = {}
-    attributes: dict[str, StatValue] = {}
+    # default_factory: pydantic deep-copies a mutable default for every instance (a stats stream makes thousands).
+    nested: dict[str, StatObject] = Field(default_factory=dict)
+    attributes: dict[str, StatValue] = Field(default_factory=dict)

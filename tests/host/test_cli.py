@@ -115,3 +115,15 @@ async def test_state_show_without_a_state_file_exits_1_with_one_line(workdir: Pa
     assert result.returncode == 1
     [line] = result.stderr.decode().splitlines()
     assert "plugin-host.db" in line
+
+
+async def test_settle_gc_freezes_start_up_objects_and_makes_full_collections_rarer() -> None:
+    """settle_gc (what `plugin-host run` calls once the host runs) freezes what exists and sets the third threshold
+    to FULL_GC_EVERY, keeping the first two (checked in a fresh interpreter: the test process is left alone)."""
+    code = (
+        "import gc; from plugin_host.cli import FULL_GC_EVERY, settle_gc; before = gc.get_threshold(); settle_gc(); "
+        "print(gc.get_freeze_count() > 1000, gc.get_threshold() == (*before[:2], FULL_GC_EVERY), FULL_GC_EVERY)"
+    )
+    with anyio.fail_after(20):
+        done = await anyio.run_process([sys.executable, "-c", code])
+    assert done.stdout.split() == [b"True", b"True", b"100"]

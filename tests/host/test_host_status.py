@@ -18,6 +18,7 @@ from helpers.driver import gated, make_fifo, release, task
 from plugin_host import PLUGIN_TYPE_DEVICE, PluginHost
 from plugin_host.admin import (
     AdminServer,
+    DeviceStatus,
     DriverStatus,
     HostStatus,
     KubeletResourceStatus,
@@ -139,6 +140,37 @@ def _kubelet_config(short_tmp: Path, devices_dir: Path, blocks: str) -> HostConf
         f'plugin "fs-device" {{\n  config {{\n    dir = "{devices_dir}"\n    list_period = "20ms"\n  }}\n}}\n' + blocks
     )
     return HostConfig.from_hcl_file(path)
+
+
+def _fs_device(status: HostStatus) -> tuple[DeviceStatus, ...]:
+    (plugin,) = [p for p in status.plugins if p.name == "fs-device"]
+    return plugin.groups[0].devices
+
+
+async def test_status_follows_a_device_change_and_reuses_what_did_not_change(
+    short_tmp: Path, devices_dir: Path
+) -> None:
+    """After one file turns unhealthy, status shows it (with the description) while the other devices' entries are
+    the very objects of the previous answer (built again only for what changed); the admin socket answers the same."""
+    for name in ("dev1", "dev2"):
+        (devices_dir / name).write_text("")
+        (devices_dir / name).chmod(0o644)
+    async with PluginHost(_kubelet_config(short_tmp, devices_dir, "")) as host, host.devices.subscribe() as changes:
+        with anyio.fail_after(WAIT):
+            async for _ in changes:
+                if len(before := _fs_device(await host.status())) == 3:
+                    break
+            assert _fs_device(await host.status()) == before
+            (devices_dir / "dev1").chmod(0o777)
+            async for _ in changes:
+                if not (after := _fs_device(await host.status()))[1].healthy:
+                    break
+            remote = await query_status(host.config.admin_socket_path)
+    assert [d.id for d in after] == ["dev0", "dev1", "dev2"]
+    assert after[1].health_description == 'Device has bad permissions "-rwxrwxrwx"'
+    assert after[0] is before[0]
+    assert after[2] is before[2]
+    assert _fs_device(remote) == after
 
 
 async def test_status_labels_kubelet_hosted_plugins_and_shows_exported_resources(

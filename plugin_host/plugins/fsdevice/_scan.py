@@ -45,12 +45,14 @@ def scan_devices(directory: str, unhealthy_perm: str) -> Snapshot:
 class FileStat:
     """What stats reports for one device file."""
 
-    __slots__ = ("mode", "modify_time", "size")
+    __slots__ = ("key", "mode", "modify_time", "size")
 
-    def __init__(self, size: int, modify_time: str, mode: str) -> None:
+    def __init__(self, size: int, modify_time: str, mode: str, key: tuple[int, int, int] = (0, 0, 0)) -> None:
         self.size = size
         self.modify_time = modify_time
         self.mode = mode
+        self.key = key
+        """``(st_size, st_mtime_ns, st_mode)``: equal keys describe the same file state."""
 
 
 def go_time_string(ns: int) -> str:
@@ -61,13 +63,31 @@ def go_time_string(ns: int) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S}{fraction} {local:%z} {local:%Z}"
 
 
-def stat_devices(directory: str, ids: list[str]) -> dict[str, FileStat]:
-    """Stat each device file; files that vanished since the last scan are left out."""
+def stat_devices(directory: str, ids: list[str], previous: dict[str, FileStat] | None = None) -> dict[str, FileStat]:
+    """Stat each device file; files that vanished since the last scan are left out.
+
+    A file whose size, modification time and mode are those of its entry in ``previous`` keeps that entry (the same
+    object), so a caller can reuse what it derived from it.
+    """
     out: dict[str, FileStat] = {}
-    for device_id in ids:
-        try:
-            st = os.stat(os.path.join(directory, device_id))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        out[device_id] = FileStat(st.st_size, go_time_string(st.st_mtime_ns), stat.filemode(st.st_mode))
+    known = previous or {}
+    stat_at = os.stat
+    filemode = stat.filemode
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    try:
+        for device_id in ids:
+            try:
+                st = stat_at(device_id, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            key = (st.st_size, st.st_mtime_ns, st.st_mode)
+            info = known.get(device_id)
+            if info is None or info.key != key:
+                info = FileStat(st.st_size, go_time_string(st.st_mtime_ns), filemode(st.st_mode), key)
+            out[device_id] = info
+    finally:
+        os.close(fd)
     return out

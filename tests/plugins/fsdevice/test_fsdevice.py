@@ -486,6 +486,21 @@ async def test_stats_follow_directory_changes(devdir: Path) -> None:
                     break
 
 
+async def test_stats_reuse_an_unchanged_files_statistics_and_renew_the_timestamp(devdir: Path) -> None:
+    """A file whose size, mtime and mode are unchanged keeps its stat objects; a chmod-ed one gets new ones; every
+    device's timestamp is that of the new message."""
+    async with aclosing(_plugin(devdir).stats(PERIOD)) as stream:
+        first = (await _next(stream)).groups[0].instance_stats
+        (devdir / "dev1").chmod(0o600)
+        second = (await _next(stream)).groups[0].instance_stats
+    assert second["dev0"].stats is first["dev0"].stats
+    assert second["dev0"].summary is first["dev0"].summary
+    assert second["dev1"].stats is not first["dev1"].stats
+    assert second["dev1"].stats is not None
+    assert second["dev1"].stats.attributes["mode"].string_val == "-rw-------"
+    assert second["dev0"].timestamp == second["dev1"].timestamp > first["dev0"].timestamp
+
+
 async def test_stats_skip_a_file_that_vanished_since_the_last_scan(devdir: Path) -> None:
     """A device detected by the last scan whose file is gone is left out of the stats (the stream goes on)."""
     plugin = _plugin(devdir, period=3600)
