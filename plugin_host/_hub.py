@@ -187,7 +187,7 @@ class SubscriptionHub(Generic[_T]):
         self._subscribers: set[Subscriber[_T]] = set()
         self._closed = False
         self.pressure = False
-        """Whether the last publish left a subscriber's buffer at least half full."""
+        """Whether the last publish took a subscriber's buffer past half full."""
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -209,10 +209,13 @@ class SubscriptionHub(Generic[_T]):
 
         A subscriber that takes no more (lagged) leaves the hub; those are returned, for the caller to log.
         """
+        # Pressure is the crossing of the half-full mark, not being above it: a reader that stalled for good is
+        # signalled once (and later dropped when lagging), instead of making every later publish yield for it.
+        before = {subscriber for subscriber in self._subscribers if subscriber.half_full}
         dropped = [subscriber for subscriber in self._subscribers if not subscriber.push_many(items)]
         for subscriber in dropped:
             self._subscribers.discard(subscriber)
-        self.pressure = any(subscriber.half_full for subscriber in self._subscribers)
+        self.pressure = any(subscriber.half_full and subscriber not in before for subscriber in self._subscribers)
         return dropped
 
     def add(self, subscriber: Subscriber[_T]) -> Subscriber[_T]:
