@@ -14,21 +14,35 @@ Commit = tuple[Change, PluginUpdateEvent]
 class Intent:
     """One caller's mutation, waiting for its batch: a registration (``info``) or a deregistration (``key``)."""
 
-    __slots__ = ("_failure", "info", "key", "leads", "woken")
+    __slots__ = ("_event", "_failure", "_woken", "info", "key", "leads")
 
     def __init__(self, info: PluginInfo | None = None, key: tuple[str, str, str] | None = None) -> None:
         self.info = info
         self.key = key
-        self.woken = anyio.Event()
         # Set when the caller is woken to lead the next batch rather than because its own batch is done.
         self.leads = False
         self._failure: BaseException | None = None
+        self._woken = False
+        # Made only by a caller that waits: the leader of an uncontended mutation never needs one.
+        self._event: anyio.Event | None = None
+
+    async def wait(self) -> None:
+        """Until this intent's batch is done or its caller is handed the lead."""
+        if not self._woken:
+            self._event = anyio.Event()
+            await self._event.wait()
+
+    def wake(self) -> None:
+        """Wake the caller (its batch is done, or it is to lead)."""
+        self._woken = True
+        if self._event is not None:
+            self._event.set()
 
     def finish(self, failure: BaseException | None) -> None:
         """Its batch is done (committed, or failed with ``failure``); wake the caller."""
         self._failure = failure
         self.leads = False
-        self.woken.set()
+        self.wake()
 
     def raise_failure(self) -> None:
         """Raise the failure of this intent's batch, if any, as an exception of this caller's own."""

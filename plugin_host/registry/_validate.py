@@ -48,18 +48,14 @@ def plugin_info(info: object) -> PluginInfo:
             f"connection_info of plugin {info.name!r} ({info.type}) is missing; expected a PluginConnectionInfo"
         )
     socket_path(info.connection_info.socket_path)
-    texts = {
-        "type": info.type,
-        "name": info.name,
-        "version": info.version,
-        "alloc_id": info.alloc_id,
-        "connection_info.socket_path": info.connection_info.socket_path,
-    }
+    _text("type", info.type)
+    _text("name", info.name)
+    _text("version", info.version)
+    _text("alloc_id", info.alloc_id)
+    _text("connection_info.socket_path", info.connection_info.socket_path)
     for key, value in info.options.items():
-        texts[f"options key {truncated(key)}"] = key
-        texts[f"options[{truncated(key)}]"] = value
-    for field, value in texts.items():
-        _text(field, value)
+        _text("options key", key)
+        _text(f"options[{truncated(key)}]", value)
     return info
 
 

@@ -152,7 +152,7 @@ class Registry:
         self._queue.append(intent)
         if self._leading:
             try:
-                await intent.woken.wait()
+                await intent.wait()
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     if intent.leads:
@@ -183,7 +183,7 @@ class Registry:
             if self._queue:
                 successor = self._queue[0]
                 successor.leads = True
-                successor.woken.set()
+                successor.wake()
             else:
                 self._leading = False
 
